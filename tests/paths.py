@@ -1,0 +1,9 @@
+"""Where the shared models and datasets live: ``../shared`` beside the checkout, or $VS_SHARED_DIR."""
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("VS_SHARED_DIR", ROOT.parent / "shared")).resolve()
+MODELS = SHARED / "models"
+DATASETS = SHARED / "datasets"
