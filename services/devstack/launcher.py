@@ -1,0 +1,208 @@
+"""Brings the stack up as plain processes: Redis, detector, embedder, indexer, gateway, demo catalog."""
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from urllib.parse import urlparse
+
+import httpx
+import redis
+
+from services.common.grpc_client import health_status, make_channel
+from services.devstack.config import StackSettings
+from services.devstack.procs import Proc, ProcessTable
+
+log = logging.getLogger(__name__)
+
+GRPC_SERVICES = {
+    "detector": "visualsearch.v1.Detector",
+    "embedder": "visualsearch.v1.Embedder",
+    "indexer": "visualsearch.v1.Indexer",
+}
+ALL_SERVICES = (*GRPC_SERVICES, "gateway")
+
+
+class StackError(RuntimeError):
+    """The stack could not be brought up; the message says why and where the logs are."""
+
+
+class Stack:
+    def __init__(self, settings: StackSettings) -> None:
+        self.settings = settings
+        self.procs = ProcessTable(settings.run_dir)
+
+    # ---- addresses and environment -------------------------------------------------------
+    def port(self, name: str) -> int:
+        return int(getattr(self.settings, f"{name}_port"))
+
+    def address(self, name: str) -> str:
+        return f"{self.settings.host}:{self.port(name)}"
+
+    def env(self) -> dict[str, str]:
+        s = self.settings
+        env = dict(os.environ)
+        env.update(
+            VS_MODELS_DIR=str(s.models_dir),
+            VS_DATA_DIR=str(s.data_dir),
+            VS_REDIS_URL=s.redis_url,
+            VS_GATEWAY_DETECTOR_ADDR=self.address("detector"),
+            VS_GATEWAY_EMBEDDER_ADDR=self.address("embedder"),
+            VS_GATEWAY_INDEXER_ADDR=self.address("indexer"),
+            VS_GATEWAY_MEDIA_DIR=str(s.datasets_dir),
+            # The dev stack fetches test images from servers on loopback; production keeps this off.
+            VS_GATEWAY_ALLOW_PRIVATE_URLS=env.get("VS_GATEWAY_ALLOW_PRIVATE_URLS", "true"),
+        )
+        for name in ALL_SERVICES:
+            env[f"VS_{name.upper()}_HOST"] = s.host
+            env[f"VS_{name.upper()}_PORT"] = str(self.port(name))
+        return env
+
+    def python(self) -> str:
+        return self.settings.python or sys.executable
+
+    # ---- lifecycle ----------------------------------------------------------------------
+    def running(self) -> dict[str, Proc]:
+        return {n: p for n, p in self.procs.load().items() if self.procs.alive(p)}
+
+    def up(self) -> None:
+        if self.running():
+            raise StackError(f"a stack is already running from {self.settings.run_dir}; run ./scripts/down")
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self._check_inputs()
+        self.ensure_redis()
+        for name in GRPC_SERVICES:
+            self.start_service(name)
+        for name in GRPC_SERVICES:
+            self.wait_ready(name)
+        self.start_service("gateway")
+        self.wait_ready("gateway")
+        if self.settings.load_demo:
+            self.load_demo()
+
+    def start_service(self, name: str) -> Proc:
+        _require_free_port(self.settings.host, self.port(name), name)
+        return self.procs.spawn(name, [self.python(), "-m", f"services.{name}"], self.env())
+
+    def wait_ready(self, name: str) -> None:
+        proc = self.procs.load()[name]
+        deadline = time.monotonic() + self.settings.start_timeout_s
+        while time.monotonic() < deadline:
+            if not self.procs.alive(proc):
+                raise StackError(
+                    f"{name} exited during start-up; its log ends with:\n{self.procs.tail(proc)}"
+                )
+            if self._is_ready(name):
+                log.info("%s ready on %s", name, self.address(name))
+                return
+            time.sleep(0.2)
+        raise StackError(f"{name} not ready after {self.settings.start_timeout_s:.0f}s; see {proc.log_file}")
+
+    def _is_ready(self, name: str) -> bool:
+        if name == "gateway":
+            try:
+                return httpx.get(f"{self.settings.gateway_url}/readyz", timeout=2.0).status_code == 200
+            except httpx.HTTPError:
+                return False
+        return asyncio.run(_grpc_serving(self.address(name), GRPC_SERVICES[name])) == "SERVING"
+
+    def stop_service(self, name: str, sig: signal.Signals = signal.SIGTERM) -> None:
+        self.procs.stop(name, sig)
+
+    def down(self) -> None:
+        procs = self.procs.load()
+        if not procs:
+            log.info("nothing to stop in %s", self.settings.run_dir)
+        for name in sorted(procs, key=_stop_rank):
+            self.procs.stop(name)
+
+    # ---- Redis and the demo catalog --------------------------------------------------------
+    def ensure_redis(self) -> None:
+        """Uses a Redis already answering at VS_REDIS_URL, or starts a local redis-server there."""
+        if _redis_ping(self.settings.redis_url):
+            log.info("using the Redis already running at %s", self.settings.redis_url)
+            return
+        url = urlparse(self.settings.redis_url)
+        if url.hostname not in ("127.0.0.1", "localhost", "::1"):
+            raise StackError(f"Redis at {self.settings.redis_url} is not reachable")
+        server = shutil.which("redis-server")
+        if server is None:
+            raise StackError("redis-server is not installed (./scripts/up installs it with apt-get)")
+        redis_dir = self.settings.run_dir / "redis"
+        redis_dir.mkdir(parents=True, exist_ok=True)
+        port = url.port or 6379
+        _require_free_port("127.0.0.1", port, "redis")
+        cmd = [
+            server,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(redis_dir),
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+        ]
+        self.procs.spawn("redis", cmd, dict(os.environ))
+        deadline = time.monotonic() + 20
+        while not _redis_ping(self.settings.redis_url):
+            if time.monotonic() > deadline:
+                raise StackError(f"redis-server did not answer on port {port}")
+            time.sleep(0.1)
+        log.info("redis ready on %s", self.settings.redis_url)
+
+    def load_demo(self) -> None:
+        cmd = [
+            self.python(),
+            "-m",
+            "services.scraper",
+            "load-demo",
+            "--gateway",
+            self.settings.gateway_url,
+            "--datasets",
+            str(self.settings.datasets_dir),
+        ]
+        if subprocess.run(cmd, env=self.env(), check=False).returncode != 0:
+            raise StackError("loading the demo catalog failed (see the messages above)")
+
+    def _check_inputs(self) -> None:
+        if not self.settings.models_dir.is_dir():
+            raise StackError(f"models directory {self.settings.models_dir} not found (set VS_MODELS_DIR)")
+        if self.settings.load_demo and not self.settings.datasets_dir.is_dir():
+            raise StackError(f"datasets directory {self.settings.datasets_dir} not found")
+
+
+async def _grpc_serving(address: str, service: str) -> str:
+    async with make_channel(address) as channel:
+        return await health_status(channel, service, deadline_s=1.0)
+
+
+def _redis_ping(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=1).ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+def _stop_rank(name: str) -> int:
+    """Gateway first so no request reaches a stopping backend; Redis last."""
+    order = ("gateway", *GRPC_SERVICES, "redis")
+    return order.index(name) if name in order else 0
+
+
+def _require_free_port(host: str, port: int, name: str) -> None:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise StackError(f"port {port} for {name} is taken ({exc.strerror}); set its port") from exc

@@ -1,0 +1,1 @@
+"""Catalog ingest. For now: load a catalog manifest (CSV) into a running stack through the gateway."""
