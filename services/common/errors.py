@@ -33,3 +33,12 @@ class Conflict(ServiceError):
     """The request is well formed but contradicts the service's state (e.g. another model's vectors)."""
 
     code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Unavailable(ServiceError):
+    """The service cannot answer right now (model or index still loading, or shutting down).
+
+    Health says NOT_SERVING meanwhile, so clients may retry elsewhere or later.
+    """
+
+    code = grpc.StatusCode.UNAVAILABLE

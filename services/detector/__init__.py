@@ -1,0 +1,1 @@
+"""Detector service: finds the products (COCO objects) in a photo with a YOLO ONNX model."""
