@@ -1,0 +1,22 @@
+"""Embedder settings, read from ``VS_EMBEDDER_*`` environment variables (and the shared ``VS_*``)."""
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from services.common.settings import ServiceSettings
+
+
+class EmbedderSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="VS_EMBEDDER_", extra="ignore", populate_by_name=True)
+
+    port: int = Field(default=50052, ge=0, le=65535)
+    model: str = Field(default="mobilenetv2-features", min_length=1, description="a model manifest entry")
+    manifest: Path | None = Field(default=None, description="models.toml to read; None = the packaged one")
+    max_batch: int = Field(default=32, ge=1, le=256, description="images per model run")
+    max_wait_ms: float = Field(
+        default=5.0, ge=0.0, le=1000.0, description="how long the first waiting image waits for company"
+    )
+    max_request_images: int = Field(default=64, ge=1, le=4096, description="more -> RESOURCE_EXHAUSTED")
+    threads: int = Field(default=2, ge=1, le=64, description="onnxruntime intra-op threads")
