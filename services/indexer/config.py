@@ -1,0 +1,27 @@
+"""Indexer settings, read from ``VS_INDEXER_*`` environment variables (and the shared ``VS_*``)."""
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from services.common.settings import ServiceSettings
+
+
+class IndexerSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="VS_INDEXER_", extra="ignore", populate_by_name=True)
+
+    port: int = Field(default=50053, ge=0, le=65535)
+    state_dir: Path | None = Field(
+        default=None, description="where the catalog and index snapshot live; default <data_dir>/indexer"
+    )
+    max_k: int = Field(default=1000, ge=1, le=10_000)
+    max_vectors_per_product: int = Field(default=32, ge=1, le=1024)
+    max_list_limit: int = Field(default=1000, ge=1, le=100_000)
+    snapshot_interval_s: float = Field(
+        default=30.0, gt=0, description="how often a changed index is snapshotted to disk"
+    )
+
+    @property
+    def state_path(self) -> Path:
+        return self.state_dir if self.state_dir is not None else self.data_dir / "indexer"
