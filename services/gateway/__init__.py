@@ -1,0 +1,1 @@
+"""Gateway: the public HTTP API (FastAPI). Holds no model; orchestrates the gRPC backends."""

@@ -1,0 +1,65 @@
+"""Gateway settings, read from ``VS_GATEWAY_*`` environment variables (and the shared ``VS_*``)."""
+
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from services.common.images import ImageLimits
+from services.common.settings import ServiceSettings
+
+# Hard ceilings the OpenAPI schema advertises; settings may only lower them.
+MAX_K_LIMIT = 100
+MAX_IMAGES_LIMIT = 32
+
+
+class GatewaySettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="VS_GATEWAY_", extra="ignore", populate_by_name=True)
+
+    port: int = Field(default=8080, ge=0, le=65535)
+
+    # Required: a gateway without its backends is a misconfiguration, not a default.
+    detector_addr: str = Field(min_length=1, description="host:port of the detector gRPC service")
+    embedder_addr: str = Field(min_length=1, description="host:port of the embedder gRPC service")
+    indexer_addr: str = Field(min_length=1, description="host:port of the indexer gRPC service")
+
+    detect_deadline_s: float = Field(default=10.0, gt=0)
+    embed_deadline_s: float = Field(default=20.0, gt=0)
+    search_deadline_s: float = Field(default=5.0, gt=0)
+    indexer_deadline_s: float = Field(default=10.0, gt=0, description="catalog reads and writes")
+    health_deadline_s: float = Field(default=1.0, gt=0)
+
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    max_product_body_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024, description="whole PUT /v1/products body (all images)"
+    )
+    max_pixels: int = Field(default=40_000_000, ge=1)
+    min_side: int = Field(default=16, ge=1)
+    max_side: int = Field(default=1024, ge=0, description="decoded images are downscaled to this; 0 keeps")
+    max_objects: int = Field(default=8, ge=1, le=64)
+    max_k: int = Field(default=MAX_K_LIMIT, ge=1, le=MAX_K_LIMIT)
+    max_images_per_product: int = Field(default=8, ge=1, le=MAX_IMAGES_LIMIT)
+    crop_padding: float = Field(default=0.04, ge=0.0, le=1.0, description="share of box size added per side")
+
+    allow_private_urls: bool = Field(
+        default=False, description="let image_url reach loopback/private hosts (dev and tests only)"
+    )
+    fetch_timeout_s: float = Field(default=10.0, gt=0)
+    fetch_max_redirects: int = Field(default=3, ge=0, le=10)
+    media_dir: Path | None = Field(default=None, description="served read-only at /media/ when set")
+
+    @model_validator(mode="after")
+    def _media_dir_exists(self) -> Self:
+        if self.media_dir is not None and not self.media_dir.is_dir():
+            raise ValueError(f"media_dir is not a directory: {self.media_dir} (VS_GATEWAY_MEDIA_DIR)")
+        return self
+
+    @property
+    def image_limits(self) -> ImageLimits:
+        return ImageLimits(
+            max_bytes=self.max_upload_bytes,
+            max_pixels=self.max_pixels,
+            min_side=self.min_side,
+            max_side=self.max_side,
+        )

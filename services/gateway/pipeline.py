@@ -1,0 +1,141 @@
+"""Search orchestration: decode once -> detect -> crop -> one Embed batch -> one Search batch.
+
+Objects are ordered by prominence (detector confidence x share of the image area) and capped
+at ``max_objects``; when nothing is detected the whole image is searched as one object.
+"""
+
+import asyncio
+import math
+from dataclasses import dataclass
+
+from services.common.errors import InvalidInput
+from services.common.gen.visualsearch.v1 import detector_pb2, image_pb2, indexer_pb2
+from services.common.images import DecodedImage, decode_image, to_proto
+from services.gateway.clients import Backends
+from services.gateway.config import GatewaySettings
+from services.gateway.geometry import (
+    Box,
+    Region,
+    clip_box,
+    crop_slice,
+    most_prominent,
+    pad_box,
+    scale_box,
+    whole_image,
+)
+from services.gateway.metrics import StageTimer
+from services.gateway.schemas import ImageSize, MatchOut, ObjectOut, SearchResponse, Timings
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    k: int = 10
+    detect: bool = True
+    box: Box | None = None  # original coordinates; searches only this region, without detection
+    categories: tuple[str, ...] = ()
+    brands: tuple[str, ...] = ()
+    min_price: float | None = None
+    max_price: float | None = None
+    min_similarity: float = 0.0
+
+    def filter(self) -> indexer_pb2.Filter:
+        return indexer_pb2.Filter(
+            categories=self.categories,
+            brands=self.brands,
+            min_price=self.min_price,
+            max_price=self.max_price,
+        )
+
+
+def detections_to_regions(detections: list[detector_pb2.Detection], decoded: DecodedImage) -> list[Region]:
+    """Detector boxes (working coordinates) -> regions in original coordinates, clipped."""
+    regions = []
+    for det in detections:
+        working = (det.x1, det.y1, det.x2, det.y2)
+        if not all(math.isfinite(v) for v in working):
+            continue
+        box = clip_box(scale_box(working, 1.0 / decoded.scale), decoded.width, decoded.height)
+        if box is not None:
+            confidence = min(1.0, max(0.0, float(det.confidence)))
+            regions.append(Region(box, det.label or "object", confidence, padded=True))
+    return regions
+
+
+def crop_regions(decoded: DecodedImage, regions: list[Region], padding: float) -> list[image_pb2.RgbImage]:
+    """Blocking: one working-size crop per region (detections padded). Run it in a thread."""
+    pixels = decoded.pixels  # (h, w, 3)
+    height, width = pixels.shape[:2]
+    crops = []
+    for region in regions:
+        box = scale_box(region.box, decoded.scale)
+        if region.padded:
+            box = pad_box(box, padding, width, height)
+        x1, y1, x2, y2 = crop_slice(box, width, height)
+        crops.append(to_proto(pixels[y1:y2, x1:x2]))  # (y2-y1, x2-x1, 3)
+    return crops
+
+
+async def find_regions(
+    backends: Backends,
+    decoded: DecodedImage,
+    query: SearchQuery,
+    settings: GatewaySettings,
+    timer: StageTimer,
+) -> list[Region]:
+    if query.box is not None:
+        box = clip_box(query.box, decoded.width, decoded.height)
+        if box is None:
+            raise InvalidInput(f"box lies outside the {decoded.width}x{decoded.height} image")
+        return [Region(box, "region", 1.0, padded=False)]
+    if not query.detect:
+        return [whole_image(decoded.width, decoded.height)]
+    with timer.stage("detect"):
+        message = await asyncio.to_thread(to_proto, decoded.pixels)  # the working-size image
+        detections = await backends.detector.detect(message)
+    regions = detections_to_regions(detections, decoded)
+    ranked = most_prominent(regions, decoded.width, decoded.height, settings.max_objects)
+    return ranked or [whole_image(decoded.width, decoded.height)]
+
+
+async def search_image(
+    backends: Backends, settings: GatewaySettings, data: bytes, query: SearchQuery, timer: StageTimer
+) -> SearchResponse:
+    with timer.stage("decode"):
+        decoded = await asyncio.to_thread(decode_image, data, settings.image_limits)
+    regions = await find_regions(backends, decoded, query, settings, timer)
+    with timer.stage("embed"):
+        crops = await asyncio.to_thread(crop_regions, decoded, regions, settings.crop_padding)
+        vectors, model_id = await backends.embedder.embed(crops)
+    with timer.stage("search"):
+        request = indexer_pb2.SearchRequest(
+            queries=[indexer_pb2.Vector(values=row.tolist()) for row in vectors],
+            k=query.k,
+            filter=query.filter(),
+            min_similarity=query.min_similarity,
+            model_id=model_id,
+        )
+        results = await backends.indexer.search(request)
+    objects = [
+        ObjectOut(
+            box=[round(v, 1) for v in region.box],
+            label=region.label,
+            confidence=round(region.confidence, 4),
+            matches=[MatchOut.from_proto(m) for m in result.matches],
+        )
+        for region, result in zip(regions, results, strict=True)
+    ]
+    return SearchResponse(
+        image=ImageSize(width=decoded.width, height=decoded.height),
+        objects=objects,
+        timings_ms=timings(timer),
+    )
+
+
+def timings(timer: StageTimer) -> Timings:
+    return Timings(
+        decode=timer.get("decode"),
+        detect=timer.get("detect"),
+        embed=timer.get("embed"),
+        search=timer.get("search"),
+        total=round(timer.elapsed_ms(), 2),
+    )

@@ -1,0 +1,1 @@
+"""HTTP routes, grouped by concern: search, the product catalog, and operations."""
