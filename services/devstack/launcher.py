@@ -55,6 +55,8 @@ class Stack:
             VS_GATEWAY_EMBEDDER_ADDR=self.address("embedder"),
             VS_GATEWAY_INDEXER_ADDR=self.address("indexer"),
             VS_GATEWAY_MEDIA_DIR=str(s.datasets_dir),
+            # onnxruntime would otherwise try to persist a telemetry device id under $HOME.
+            ORT_DISABLE_TELEMETRY="1",
             # The dev stack fetches test images from servers on loopback; production keeps this off.
             VS_GATEWAY_ALLOW_PRIVATE_URLS=env.get("VS_GATEWAY_ALLOW_PRIVATE_URLS", "true"),
         )

@@ -65,6 +65,7 @@ async def search(
         max_price=max_price,
         min_similarity=min_similarity or 0.0,
     )
+    image_url = image_url or None  # an HTML form sends an empty field for "not given"
     if (image is None) == (image_url is None):
         raise ApiError(422, "invalid_argument", "send exactly one of: an `image` file or an `image_url`")
     if image is not None:
