@@ -4,12 +4,11 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from pydantic import ValidationError
-
 from services.common.gen.visualsearch.v1 import detector_pb2_grpc
 from services.common.grpc_server import GrpcServer
 from services.common.logs import setup_logging
 from services.common.metrics import start_metrics_server
+from services.common.settings import load_settings
 from services.detector.config import DetectorSettings
 from services.detector.model import ModelConfigError, YoloDetector
 from services.detector.servicer import DetectorServicer
@@ -68,12 +67,7 @@ async def serve(settings: DetectorSettings) -> None:
 
 
 def main() -> None:
-    try:
-        settings = DetectorSettings()
-    except ValidationError as exc:
-        setup_logging("detector")
-        log.error("invalid detector configuration:\n%s", exc)
-        raise SystemExit(2) from None
+    settings = load_settings(DetectorSettings)
     setup_logging("detector", settings.log_level)
     try:
         asyncio.run(serve(settings))

@@ -4,12 +4,12 @@ import asyncio
 import logging
 
 import numpy as np
-from pydantic import ValidationError
 
 from services.common.gen.visualsearch.v1 import embedder_pb2_grpc
 from services.common.grpc_server import GrpcServer
 from services.common.logs import setup_logging
 from services.common.metrics import start_metrics_server
+from services.common.settings import load_settings
 from services.embedder.batching import Item, MicroBatcher, Rows
 from services.embedder.config import EmbedderSettings
 from services.embedder.manifest import ManifestError, ResolvedModel, load_manifest, resolve_model
@@ -22,10 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def main() -> None:
-    try:
-        settings = EmbedderSettings()
-    except ValidationError as exc:
-        raise SystemExit(f"embedder: invalid settings:\n{exc}") from None
+    settings = load_settings(EmbedderSettings)
     setup_logging("embedder", settings.log_level)
     try:
         # Cheap checks first, so a typo in the model name or a wrong file fails before anything binds.

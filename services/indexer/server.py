@@ -6,12 +6,11 @@ import logging
 import sqlite3
 from dataclasses import dataclass
 
-from pydantic import ValidationError
-
 from services.common.gen.visualsearch.v1 import indexer_pb2, indexer_pb2_grpc
 from services.common.grpc_server import GrpcServer
 from services.common.logs import setup_logging
 from services.common.metrics import start_metrics_server
+from services.common.settings import load_settings
 from services.indexer.config import IndexerSettings
 from services.indexer.locking import StateDirLocked
 from services.indexer.servicer import IndexerServicer
@@ -86,12 +85,7 @@ async def serve(settings: IndexerSettings) -> None:
 
 
 def main() -> None:
-    try:
-        settings = IndexerSettings()
-    except ValidationError as exc:
-        setup_logging("indexer")
-        log.error("invalid indexer configuration:\n%s", exc)
-        raise SystemExit(2) from None
+    settings = load_settings(IndexerSettings)
     setup_logging("indexer", settings.log_level)
     try:
         asyncio.run(serve(settings))
