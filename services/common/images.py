@@ -72,7 +72,7 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> DecodedIma
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise TooLarge(f"the image has too many pixels; the limit is {limits.max_pixels}") from None
         except (OSError, SyntaxError, ValueError) as exc:
-            raise ImageError("corrupt", f"the image could not be read: {exc}") from exc
+            raise _read_failure(exc) from exc
         return _decode_opened(img, limits)
 
 
@@ -99,11 +99,16 @@ def _decode_opened(img: Image.Image, limits: ImageLimits) -> DecodedImage:
         img = ImageOps.exif_transpose(img)
         rgb = _to_rgb(img)
     except (OSError, SyntaxError, ValueError) as exc:
-        reason = "truncated" if "truncated" in str(exc) else "corrupt"
-        raise ImageError(reason, f"the image data is {reason}: {exc}") from exc
+        raise _read_failure(exc) from exc
     if limits.max_side and max(rgb.size) > limits.max_side:
         rgb.thumbnail((limits.max_side, limits.max_side), Image.Resampling.BILINEAR)
     return DecodedImage(np.asarray(rgb, dtype=np.uint8), width, height)
+
+
+def _read_failure(exc: Exception) -> ImageError:
+    """Pillow reports a cut-off file in several wordings; all of them mean "truncated"."""
+    reason = "truncated" if "truncated" in str(exc).lower() else "corrupt"
+    return ImageError(reason, f"the image data is {reason}: {exc}")
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.service.test_gateway_fakes import FakeBackends, encode, fake_backends, gateway
+from tests.service.gateway_fakes import FakeBackends, encode, fake_backends, gateway
 
 RED_JPEG = encode(Image.new("RGB", (80, 60), (220, 20, 20)))
 MAX_UPLOAD = 200_000

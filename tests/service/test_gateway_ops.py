@@ -8,7 +8,7 @@ from grpc_health.v1 import health_pb2
 from PIL import Image
 
 from services.common.errors import TooLarge
-from tests.service.test_gateway_fakes import FakeBackends, encode, fake_backends, gateway
+from tests.service.gateway_fakes import FakeBackends, encode, fake_backends, gateway
 
 PHOTO = encode(Image.new("RGB", (64, 64), "red"))
 

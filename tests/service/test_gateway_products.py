@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.service.test_gateway_fakes import FakeBackends, encode, fake_backends, gateway
+from tests.service.gateway_fakes import FakeBackends, encode, fake_backends, gateway
 
 RED = encode(Image.new("RGB", (64, 64), (230, 10, 10)))
 BLUE = encode(Image.new("RGB", (64, 48), (10, 10, 230)), "PNG")

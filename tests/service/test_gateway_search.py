@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.service.test_gateway_fakes import (
+from tests.service.gateway_fakes import (
     FakeBackends,
     detection,
     encode,
