@@ -6,12 +6,13 @@ from typing import Self
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.common.catalog import MAX_IMAGES_PER_PRODUCT
 from services.common.images import ImageLimits
 from services.common.settings import ServiceSettings
 
 # Hard ceilings the OpenAPI schema advertises; settings may only lower them.
 MAX_K_LIMIT = 100
-MAX_IMAGES_LIMIT = 32
+MAX_IMAGES_LIMIT = MAX_IMAGES_PER_PRODUCT
 
 
 class GatewaySettings(ServiceSettings):

@@ -2,48 +2,23 @@
 whole images (no detection) in one batch and upsert them with the metadata."""
 
 import asyncio
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from services.common.catalog import ProductMeta, content_hash, image_key, image_urls, product_message
 from services.common.errors import InvalidInput, TooLarge
 from services.common.gen.visualsearch.v1 import image_pb2, indexer_pb2
 from services.common.ids import validate_product_id
 from services.common.images import ImageError, ImageLimits, decode_image, to_proto
 from services.gateway.deps import GatewayState
 from services.gateway.metrics import StageTimer
-from services.gateway.schemas import ProductMeta, ProductOut, PutProductResponse
-
-_HASH_VERSION = b"visualsearch.product.v1\n"
+from services.gateway.schemas import ProductOut, PutProductResponse
 
 
 @dataclass(frozen=True)
 class Submission:
     meta: ProductMeta
     images: list[bytes] = field(default_factory=list)  # uploaded files; empty: fetch the URLs
-
-
-def canonical_json(meta: ProductMeta) -> str:
-    return json.dumps(meta.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def content_hash(meta: ProductMeta, images: Sequence[bytes]) -> str:
-    """sha256 over the canonical metadata and every image's bytes, in order."""
-    digest = hashlib.sha256(_HASH_VERSION)
-    digest.update(canonical_json(meta).encode())
-    for data in images:
-        # Length-free framing: each image contributes its own fixed-size digest.
-        digest.update(b"\n" + hashlib.sha256(data).digest())
-    return digest.hexdigest()
-
-
-def image_key(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:16]
-
-
-def image_urls(meta: ProductMeta) -> list[str]:
-    return list(dict.fromkeys(u for u in [meta.image_url, *meta.image_urls] if u))
 
 
 async def collect_images(state: GatewayState, submission: Submission, timer: StageTimer) -> list[bytes]:
@@ -92,21 +67,6 @@ async def embed_images(
             for key, row in zip(unique, vectors, strict=True)
         ],
         model_id=model_id,
-    )
-
-
-def product_message(product_id: str, meta: ProductMeta, digest: str) -> indexer_pb2.Product:
-    return indexer_pb2.Product(
-        product_id=product_id,
-        title=meta.title,
-        url=meta.url,
-        image_url=meta.display_image_url(),
-        price=meta.price,
-        currency=meta.currency,
-        category=meta.category,
-        brand=meta.brand,
-        attributes_json=json.dumps(meta.attributes, sort_keys=True, ensure_ascii=False),
-        content_hash=digest,
     )
 
 

@@ -6,9 +6,10 @@ from typing import Any
 import httpx
 import pytest
 
+from services.common.fetch import blocked_reason
 from services.gateway.config import GatewaySettings
 from services.gateway.errors import ApiError
-from services.gateway.fetch import Fetcher, blocked_reason
+from services.gateway.fetch import Fetcher
 
 
 @pytest.mark.parametrize(

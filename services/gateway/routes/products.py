@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
+from services.common.catalog import ProductMeta
 from services.common.errors import InvalidInput
 from services.common.gen.visualsearch.v1 import indexer_pb2
 from services.gateway.config import MAX_IMAGES_LIMIT, GatewaySettings
@@ -21,7 +22,6 @@ from services.gateway.schemas import (
     DeletedOut,
     ProductJsonBody,
     ProductList,
-    ProductMeta,
     ProductOut,
     PutProductResponse,
 )

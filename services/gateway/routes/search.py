@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 
+from services.common.catalog import MAX_URL_CHARS
 from services.common.gen.visualsearch.v1 import indexer_pb2
 from services.gateway.config import MAX_K_LIMIT
 from services.gateway.deps import GatewayState, ProductId, State
@@ -12,7 +13,7 @@ from services.gateway.fetch import read_upload
 from services.gateway.geometry import parse_box
 from services.gateway.metrics import StageTimer
 from services.gateway.pipeline import SearchQuery, search_image
-from services.gateway.schemas import MAX_URL_CHARS, MatchOut, SearchResponse, SimilarResponse
+from services.gateway.schemas import MatchOut, SearchResponse, SimilarResponse
 
 router = APIRouter(tags=["search"])
 

@@ -6,8 +6,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from services.gateway.products import content_hash, image_key, image_urls
-from services.gateway.schemas import ProductJsonBody, ProductMeta
+from services.common.catalog import ProductMeta, content_hash, image_key, image_urls
+from services.gateway.schemas import ProductJsonBody
 
 META: dict[str, Any] = {
     "title": "Red leather handbag",
