@@ -1,0 +1,117 @@
+"""Streams and job accounting against a real redis-server."""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import redis.asyncio as aioredis
+
+from services.scraper.jobs import ItemError, Jobs
+from services.scraper.streams import Streams
+
+T = TypeVar("T")
+
+
+def run(redis_url: str, scenario: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+    async def main() -> T:
+        client = aioredis.Redis.from_url(redis_url)
+        await client.flushdb()
+        try:
+            return await scenario(client)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(main())
+
+
+def test_a_dead_workers_message_is_reclaimed_and_acked_messages_are_deleted(redis_url: str) -> None:
+    async def scenario(client: aioredis.Redis) -> None:
+        streams = Streams(client)
+        await streams.ensure_group("s", "g")
+        await streams.ensure_group("s", "g")  # idempotent
+        await streams.add("s", {"product_id": "p1"})
+        taken = await streams.read("s", "g", "worker-a", count=10, block_ms=100)
+        assert [m.text("product_id") for m in taken] == ["p1"]
+        # worker-a dies without acknowledging; worker-b takes over once the message is idle.
+        assert await streams.reclaim("s", "g", "worker-b", min_idle_ms=60_000, count=10) == []
+        await asyncio.sleep(0.05)
+        reclaimed = await streams.reclaim("s", "g", "worker-b", min_idle_ms=10, count=10)
+        assert [m.text("product_id") for m in reclaimed] == ["p1"]
+        assert reclaimed[0].deliveries == 2
+        await streams.forward(reclaimed[0], "g", "next", {"product_id": "p1"})
+        assert await streams.length("s") == 0  # acknowledged and deleted
+        assert await streams.length("next") == 1
+
+    run(redis_url, scenario)
+
+
+def test_back_pressure_waits_for_the_consumers(redis_url: str) -> None:
+    async def scenario(client: aioredis.Redis) -> None:
+        streams = Streams(client)
+        await streams.ensure_group("s", "g")
+        for i in range(3):
+            await streams.add("s", {"n": str(i)})
+        waiter = asyncio.create_task(streams.wait_below("s", high_water=3, poll_s=0.01))
+        await asyncio.sleep(0.05)
+        assert not waiter.done()
+        (first,) = await streams.read("s", "g", "c", count=1, block_ms=100)
+        await streams.ack(first, "g")
+        await asyncio.wait_for(waiter, 2)
+
+    run(redis_url, scenario)
+
+
+def test_each_item_counts_once_and_the_job_completes(redis_url: str) -> None:
+    async def scenario(client: aioredis.Redis) -> None:
+        jobs = Jobs(client)
+        job_id = await jobs.create("import", {"feed_url": "https://shop.example/feed.csv"})
+        assert (await jobs.get(job_id)).status == "queued"  # type: ignore[union-attr]
+        await jobs.start(job_id)
+        await jobs.add_items(job_id, 3)
+        assert await jobs.finish_item(job_id, "a", "done")
+        assert not await jobs.finish_item(job_id, "a", "done")  # a redelivered item counts once
+        error = ItemError("b", "fetch", "http_status", "image_url returned HTTP 404", http_status=404)
+        assert await jobs.finish_item(job_id, "b", "failed", error)
+        await jobs.finish_expansion(job_id)
+        assert (await jobs.get(job_id)).status == "running"  # type: ignore[union-attr]
+        await jobs.finish_item(job_id, "c", "skipped")
+        status = await jobs.get(job_id)
+        assert status is not None
+        assert (status.status, status.done, status.skipped, status.failed, status.queued) == (
+            "completed",
+            1,
+            1,
+            1,
+            0,
+        )
+        assert status.as_dict()["rate_per_s"] is not None
+        assert await jobs.errors(job_id) == [
+            {
+                "product_id": "b",
+                "stage": "fetch",
+                "code": "http_status",
+                "message": "image_url returned HTTP 404",
+                "http_status": 404,
+                "row": None,
+                "url": None,
+            }
+        ]
+
+    run(redis_url, scenario)
+
+
+def test_a_job_with_no_items_completes_when_expanded(redis_url: str) -> None:
+    async def scenario(client: aioredis.Redis) -> None:
+        jobs = Jobs(client)
+        job_id = await jobs.create("crawl", {})
+        await jobs.start(job_id)
+        await jobs.finish_expansion(job_id)
+        assert (await jobs.get(job_id)).status == "completed"  # type: ignore[union-attr]
+        other = await jobs.create("import", {})
+        await jobs.fail(other, "the feed URL returned HTTP 500")
+        failed = await jobs.get(other)
+        assert failed is not None
+        assert (failed.status, failed.message) == ("failed", "the feed URL returned HTTP 500")
+        assert {j.job_id for j in await jobs.recent()} == {other, job_id}  # newest first
+
+    run(redis_url, scenario)
