@@ -6,9 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from services.common.jobs import Jobs
+from services.common.streams import Streams
 from services.gateway.clients import Backends
 from services.gateway.config import GatewaySettings
 from services.gateway.deps import GatewayState
@@ -30,10 +33,15 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             trust_env=False,
             headers={"User-Agent": "visualsearch-gateway/0.1"},
         )
-        app.state.gateway = GatewayState(settings, backends, Fetcher(http, settings))
+        # Connects lazily: the query path never needs Redis, so a Redis outage fails only ingest calls.
+        queue = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
+        app.state.gateway = GatewayState(
+            settings, backends, Fetcher(http, settings), Jobs(queue), Streams(queue)
+        )
         try:
             yield
         finally:
+            await queue.aclose()
             await http.aclose()
             await backends.close()
 

@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Self
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.catalog import MAX_IMAGES_PER_PRODUCT
@@ -49,6 +49,11 @@ class GatewaySettings(ServiceSettings):
     fetch_timeout_s: float = Field(default=10.0, gt=0)
     fetch_max_redirects: int = Field(default=3, ge=0, le=10)
     media_dir: Path | None = Field(default=None, description="served read-only at /media/ when set")
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("VS_REDIS_URL", "redis_url"),
+        description="the ingest queues (imports and crawls); searches never need it",
+    )
 
     @model_validator(mode="after")
     def _media_dir_exists(self) -> Self:

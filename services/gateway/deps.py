@@ -6,6 +6,8 @@ from typing import Annotated, cast
 from fastapi import Depends, Path, Request
 
 from services.common.ids import PRODUCT_ID_PATTERN
+from services.common.jobs import Jobs
+from services.common.streams import Streams
 from services.gateway.clients import Backends
 from services.gateway.config import GatewaySettings
 from services.gateway.fetch import Fetcher
@@ -16,6 +18,8 @@ class GatewayState:
     settings: GatewaySettings
     backends: Backends
     fetcher: Fetcher
+    jobs: Jobs  # ingest jobs (imports, crawls) in Redis
+    streams: Streams  # the ingest queues the jobs start on
 
 
 def gateway_state(request: Request) -> GatewayState:

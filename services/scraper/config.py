@@ -1,11 +1,66 @@
-from pydantic import Field
+"""Scraper settings (``VS_SCRAPER_*``; the Redis URL is the stack-wide ``VS_REDIS_URL``)."""
+
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.common.fetch import FetchPolicy
+from services.common.images import ImageLimits
 
 
 class ScraperSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="VS_SCRAPER_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="VS_SCRAPER_", extra="ignore", populate_by_name=True)
 
+    # --- the catalog loader CLI (PUTs through the gateway) ---
     gateway_url: str = "http://127.0.0.1:8080"
     concurrency: int = Field(default=4, ge=1, le=64)
     request_timeout_s: float = Field(default=60.0, gt=0)
     retries: int = Field(default=3, ge=0, le=10)
+
+    # --- the ingest workers ---
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0", validation_alias=AliasChoices("VS_REDIS_URL", "redis_url")
+    )
+    embedder_addr: str = "127.0.0.1:50052"
+    indexer_addr: str = "127.0.0.1:50053"
+    embed_deadline_s: float = Field(default=30.0, gt=0)
+    index_deadline_s: float = Field(default=15.0, gt=0)
+    # Images and feeds fetched by URL: the same guards as the gateway's image_url.
+    fetch_timeout_s: float = Field(default=15.0, gt=0)
+    fetch_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    fetch_max_redirects: int = Field(default=3, ge=0, le=10)
+    allow_private_urls: bool = False
+    fetch_concurrency: int = Field(
+        default=8, ge=1, le=256, description="images downloaded at once per worker"
+    )
+    max_feed_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+    # Decoded like the gateway decodes a PUT, so an imported product embeds exactly like a PUT one.
+    max_pixels: int = Field(default=40_000_000, ge=1)
+    min_side: int = Field(default=16, ge=1)
+    max_side: int = Field(default=1024, ge=0)
+    max_images_per_product: int = Field(default=8, ge=1, le=32)
+    embed_batch: int = Field(default=32, ge=1, le=256, description="images per Embed call")
+    # Delivery: a message idle this long is reclaimed from a dead worker; retries back off
+    # exponentially from retry_base_s; after max_attempts deliveries the item is dead-lettered.
+    reclaim_idle_s: float = Field(default=30.0, gt=0)
+    retry_base_s: float = Field(default=2.0, gt=0)
+    max_attempts: int = Field(default=5, ge=1, le=50)
+    # Back-pressure: a producer waits while the next stream holds this many items.
+    high_water: int = Field(default=256, ge=1)
+    block_ms: int = Field(default=1000, ge=10)
+
+    def fetch_policy(self, max_bytes: int | None = None) -> FetchPolicy:
+        return FetchPolicy(
+            max_bytes=max_bytes or self.fetch_max_bytes,
+            timeout_s=self.fetch_timeout_s,
+            max_redirects=self.fetch_max_redirects,
+            allow_private=self.allow_private_urls,
+        )
+
+    @property
+    def image_limits(self) -> ImageLimits:
+        return ImageLimits(
+            max_bytes=self.fetch_max_bytes,
+            max_pixels=self.max_pixels,
+            min_side=self.min_side,
+            max_side=self.max_side,
+        )

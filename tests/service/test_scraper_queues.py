@@ -6,8 +6,8 @@ from typing import TypeVar
 
 import redis.asyncio as aioredis
 
-from services.scraper.jobs import ItemError, Jobs
-from services.scraper.streams import Streams
+from services.common.jobs import ItemError, Jobs
+from services.common.streams import Streams
 
 T = TypeVar("T")
 
@@ -67,7 +67,11 @@ def test_each_item_counts_once_and_the_job_completes(redis_url: str) -> None:
         job_id = await jobs.create("import", {"feed_url": "https://shop.example/feed.csv"})
         assert (await jobs.get(job_id)).status == "queued"  # type: ignore[union-attr]
         await jobs.start(job_id)
-        await jobs.add_items(job_id, 3)
+        streams = Streams(client)
+        for product_id in ("a", "b", "c"):
+            assert await jobs.emit(job_id, product_id, "fetch", {"product_id": product_id})
+        assert not await jobs.emit(job_id, "a", "fetch", {"product_id": "a"})  # once per job
+        assert await streams.length("fetch") == 3
         assert await jobs.finish_item(job_id, "a", "done")
         assert not await jobs.finish_item(job_id, "a", "done")  # a redelivered item counts once
         error = ItemError("b", "fetch", "http_status", "image_url returned HTTP 404", http_status=404)

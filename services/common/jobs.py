@@ -13,7 +13,7 @@ from typing import Any, Literal, cast
 
 import redis.asyncio as aioredis
 
-from services.scraper.streams import as_text
+from services.common.streams import as_text
 
 Outcome = Literal["done", "skipped", "failed"]
 JobKind = Literal["import", "crawl"]
@@ -47,6 +47,15 @@ local finished = tonumber(h[2] or 0) + tonumber(h[3] or 0) + tonumber(h[4] or 0)
 if finished >= tonumber(h[1] or 0) and h[5] == 'running' then
   redis.call('HSET', KEYS[1], 'status', 'completed', 'finished_at_ms', ARGV[1])
 end
+return 1
+"""
+
+# KEYS: emitted-items set, job hash, target stream. ARGV: product id, then field/value pairs.
+# Queues an item once per job: a producer that crashed and re-reads its feed emits nothing twice.
+_EMIT = """
+if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HINCRBY', KEYS[2], 'total', 1)
+redis.call('XADD', KEYS[3], '*', unpack(ARGV, 2))
 return 1
 """
 
@@ -108,6 +117,7 @@ class Jobs:
         self.redis = client
         self._finish_item = client.register_script(_FINISH_ITEM)
         self._finish_expansion = client.register_script(_FINISH_EXPANSION)
+        self._emit = client.register_script(_EMIT)
 
     @staticmethod
     def key(job_id: str) -> str:
@@ -165,8 +175,14 @@ class Jobs:
         await self.redis.hsetnx(self.key(job_id), "started_at_ms", now_millis())
         await self.redis.hset(self.key(job_id), "status", "running")
 
-    async def add_items(self, job_id: str, count: int) -> None:
-        await self.redis.hincrby(self.key(job_id), "total", count)
+    async def emit(self, job_id: str, product_id: str, stream: str, fields: dict[str, str]) -> bool:
+        """Counts the item in the job and queues it on ``stream``, atomically and once per job.
+
+        False: this product was already emitted in this job (a duplicate row, or a re-run)."""
+        key = self.key(job_id)
+        pairs = [part for name_value in fields.items() for part in name_value]
+        emitted = await self._emit(keys=[f"{key}:emitted", key, stream], args=[product_id, *pairs])
+        return bool(emitted)
 
     async def finish_expansion(self, job_id: str) -> None:
         await self._finish_expansion(keys=[self.key(job_id)], args=[now_millis()])
