@@ -1,9 +1,28 @@
-"""The ``visualsearch`` command (installed by pyproject's console script)."""
+"""The ``visualsearch`` command (installed by pyproject's console script).
+
+``visualsearch models ...`` manages model weights; every other command belongs to the scraper CLI,
+which receives its arguments unchanged.
+"""
 
 import sys
 
+from services.models.cli import main as models_main
 from services.scraper.cli import main as scraper_main
 
+# The scraper CLI's own --help cannot list a command it does not own, so it is added below it.
+MODELS_HELP = """
+more commands:
+  models              list and fetch model weights, verified by sha256 (visualsearch models --help)
+"""
 
-def main() -> None:
-    sys.exit(scraper_main())
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["models"]:
+        sys.exit(models_main(args[1:]))
+    if args[:1] in (["-h"], ["--help"]):
+        try:
+            scraper_main(args)
+        finally:
+            sys.stdout.write(MODELS_HELP)
+    sys.exit(scraper_main(args))

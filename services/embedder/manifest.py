@@ -147,9 +147,7 @@ def _describe(error: Mapping[str, Any]) -> str:
 
 def resolve_model(entry: ModelEntry, models_dir: Path) -> ResolvedModel:
     """Finds the entry's file (absolute, or under models_dir) and verifies its pinned sha256."""
-    path = Path(entry.file).expanduser()
-    if not path.is_absolute():
-        path = models_dir / path
+    path = model_path(entry, models_dir)
     if not path.is_file():
         hint = f"download it from {entry.url}" if entry.url else "no public download is pinned for it yet"
         raise ManifestError(
@@ -163,6 +161,12 @@ def resolve_model(entry: ModelEntry, models_dir: Path) -> ResolvedModel:
             f"but the file hashes to {digest}; refusing to load weights that are not the pinned ones"
         )
     return ResolvedModel(entry, path, digest)
+
+
+def model_path(entry: ModelEntry, models_dir: Path) -> Path:
+    """Where the entry's file lives: its ``file`` if absolute, else under models_dir."""
+    path = Path(entry.file).expanduser()
+    return path if path.is_absolute() else models_dir / path
 
 
 def file_sha256(path: Path) -> str:
