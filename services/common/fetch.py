@@ -113,6 +113,8 @@ class SafeFetcher:
         for _ in range(self.policy.max_redirects + 1):
             target = await checked_url(url, self.policy.allow_private)
             async with self.client.stream("GET", target, headers=headers, follow_redirects=False) as response:
+                if response.status_code == 304:  # before the redirect check: httpx counts every 3xx
+                    return Fetched(str(response.url), 304, b"", dict(response.headers))
                 if response.is_redirect:
                     location = response.headers.get("location")
                     if not location:
@@ -121,8 +123,6 @@ class SafeFetcher:
                         )
                     url = str(response.url.join(location))
                     continue
-                if response.status_code == 304:
-                    return Fetched(str(response.url), 304, b"", dict(response.headers))
                 if not response.is_success:
                     raise FetchError(
                         "http_status", f"returned HTTP {response.status_code}", response.status_code

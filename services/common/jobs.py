@@ -89,6 +89,8 @@ class JobStatus:
     message: str = ""  # why a whole job failed (e.g. the feed URL was unreachable)
     expanded: bool = False  # the producer has emitted every item
     invalid_rows: int = 0  # feed rows rejected before they became items (no product to count)
+    deleted: int = 0  # sync-mode imports: products removed because the feed no longer lists them
+    sync: str = ""  # sync-mode imports: pending, done or skipped ("" for other jobs)
 
     @property
     def queued(self) -> int:
@@ -153,6 +155,8 @@ class Jobs:
                 "created_at_ms",
                 "started_at_ms",
                 "finished_at_ms",
+                "invalid_rows",
+                "deleted",
             )
         }
         return JobStatus(
@@ -162,6 +166,7 @@ class Jobs:
             spec=json.loads(h.get("spec", "{}")),
             message=h.get("message", ""),
             expanded=h.get("expanded") == "1",
+            sync=h.get("sync", ""),
             **ints,
         )
 

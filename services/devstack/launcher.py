@@ -1,4 +1,5 @@
-"""Brings the stack up as plain processes: Redis, detector, embedder, indexer, gateway, demo catalog."""
+"""Brings the stack up as plain processes: Redis, detector, embedder, indexer, gateway, an ingest
+worker, demo catalog."""
 
 import asyncio
 import logging
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from urllib.parse import urlparse
 
 import httpx
@@ -26,6 +28,8 @@ GRPC_SERVICES = {
     "indexer": "visualsearch.v1.Indexer",
 }
 ALL_SERVICES = (*GRPC_SERVICES, "gateway")
+WORKER = "scraper"  # the stack's ingest worker (all stages); more can be started with start_worker
+WORKER_START_S = 1.0  # how long a new worker must stay up to count as started
 
 
 class StackError(RuntimeError):
@@ -59,6 +63,10 @@ class Stack:
             ORT_DISABLE_TELEMETRY="1",
             # The dev stack fetches test images from servers on loopback; production keeps this off.
             VS_GATEWAY_ALLOW_PRIVATE_URLS=env.get("VS_GATEWAY_ALLOW_PRIVATE_URLS", "true"),
+            VS_SCRAPER_EMBEDDER_ADDR=self.address("embedder"),
+            VS_SCRAPER_INDEXER_ADDR=self.address("indexer"),
+            VS_SCRAPER_GATEWAY_URL=s.gateway_url,
+            VS_SCRAPER_ALLOW_PRIVATE_URLS=env.get("VS_SCRAPER_ALLOW_PRIVATE_URLS", "true"),
         )
         for name in ALL_SERVICES:
             env[f"VS_{name.upper()}_HOST"] = s.host
@@ -84,12 +92,34 @@ class Stack:
             self.wait_ready(name)
         self.start_service("gateway")
         self.wait_ready("gateway")
+        self.start_worker(WORKER)
         if self.settings.load_demo:
             self.load_demo()
 
     def start_service(self, name: str) -> Proc:
         _require_free_port(self.settings.host, self.port(name), name)
         return self.procs.spawn(name, [self.python(), "-m", f"services.{name}"], self.env())
+
+    def start_worker(self, name: str, stages: Sequence[str] = ()) -> Proc:
+        """Starts an ingest worker process named ``name`` running ``stages`` (default: all).
+
+        Workers of a stage share its queue, so extra ones (``start_worker("embed-2", ["embed"])``)
+        add throughput; ``down`` stops them all.
+        """
+        if name in self.running():
+            raise StackError(f"a process named {name!r} is already running")
+        cmd = [self.python(), "-m", "services.scraper", "worker"]
+        if stages:
+            cmd += ["--stages", ",".join(stages)]
+        proc = self.procs.spawn(name, cmd, self.env())
+        deadline = time.monotonic() + WORKER_START_S
+        while time.monotonic() < deadline:  # a bad setting or stage makes it exit at once
+            if not self.procs.alive(proc):
+                raise StackError(
+                    f"worker {name} exited at start-up; its log ends with:\n{self.procs.tail(proc)}"
+                )
+            time.sleep(0.1)
+        return proc
 
     def wait_ready(self, name: str) -> None:
         proc = self.procs.load()[name]
@@ -196,7 +226,8 @@ def _redis_ping(url: str) -> bool:
 
 
 def _stop_rank(name: str) -> int:
-    """Gateway first so no request reaches a stopping backend; Redis last."""
+    """Gateway and ingest workers (any other name) first, so no call reaches a stopping backend;
+    Redis last."""
     order = ("gateway", *GRPC_SERVICES, "redis")
     return order.index(name) if name in order else 0
 

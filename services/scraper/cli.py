@@ -1,4 +1,5 @@
-"""Scraper commands: load a catalog manifest, or the demo catalog, into a running stack."""
+"""Scraper commands: load a catalog manifest or the demo catalog into a running stack, or run
+an ingest worker."""
 
 import argparse
 import asyncio
@@ -7,9 +8,12 @@ import sys
 import time
 from pathlib import Path
 
+from services.scraper import demo_feed, import_client
 from services.scraper.config import ScraperSettings
 from services.scraper.loader import load_items
 from services.scraper.manifest import CatalogItem, read_catalog
+from services.scraper.worker import STAGES
+from services.scraper.worker import main as run_worker
 
 log = logging.getLogger("visualsearch")
 
@@ -28,6 +32,22 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     manifest.add_argument("--media-root", type=Path, help="folder the gateway serves at /media/")
     _common(manifest)
     manifest.set_defaults(handler=_load_manifest)
+    worker = sub.add_parser(
+        "worker", help="run ingest pipeline stages until SIGTERM (settings: VS_SCRAPER_*)"
+    )
+    worker.add_argument(
+        "--stages", help=f"comma-separated stages to run, of: {','.join(STAGES)} (default: all available)"
+    )
+    worker.add_argument("--name", help="consumer name, unique among running workers (default: host-pid)")
+    worker.set_defaults(handler=_worker)
+    import_client.add_command(sub)
+    feed = sub.add_parser("demo-feed", help="write the demo catalog as a CSV feed for `visualsearch import`")
+    feed.add_argument("--datasets", type=Path, required=True, help="the shared datasets folder")
+    feed.add_argument(
+        "--base-url", required=True, help="where the datasets folder is served (http://127.0.0.1:8080/media)"
+    )
+    feed.add_argument("--output", type=Path, help="the CSV file to write (default: standard output)")
+    feed.set_defaults(handler=_demo_feed)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -68,6 +88,21 @@ def _run(items: list[CatalogItem], args: argparse.Namespace) -> int:
     for product_id, reason in list(report.errors.items())[:20]:
         log.info("  failed %s: %s", product_id, reason)
     return 0 if report.failed == 0 else 2
+
+
+def _worker(args: argparse.Namespace) -> int:
+    return run_worker(args.stages, args.name)
+
+
+def _demo_feed(args: argparse.Namespace) -> int:
+    rows = demo_feed.demo_rows(args.datasets, DEMO_MANIFESTS, args.base_url)
+    if args.output is None:
+        count = demo_feed.write_feed(rows, sys.stdout)
+    else:
+        with args.output.open("w", newline="", encoding="utf-8") as out:
+            count = demo_feed.write_feed(rows, out)
+    log.info("demo feed: %d products%s", count, f" written to {args.output}" if args.output else "")
+    return 0 if count else 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,6 +48,33 @@ class ScraperSettings(BaseSettings):
     high_water: int = Field(default=256, ge=1)
     block_ms: int = Field(default=1000, ge=10)
 
+    # --- worker process and the fetch/embed/index stages (services/scraper/stages) ---
+    log_level: str = Field(default="INFO", validation_alias=AliasChoices("VS_LOG_LEVEL", "log_level"))
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=0, ge=0, le=65535, description="0 disables the /metrics listener")
+    retry_max_s: float = Field(default=60.0, gt=0, description="cap of the exponential retry back-off")
+    embed_in_flight: int = Field(default=2, ge=1, le=16, description="Embed calls at once per worker")
+    index_in_flight: int = Field(default=8, ge=1, le=64, description="Upsert calls at once per worker")
+    # Decoded pixels wait in Redis (up to 3 MB per image): the fetch stage pauses at this depth.
+    embed_high_water: int = Field(default=64, ge=1)
+    url_cache_ttl_s: int = Field(
+        default=30 * 86400, ge=60, description="how long an image URL's ETag/Last-Modified is kept"
+    )
+
+    # --- the crawler (services/scraper/crawler) ---
+    crawl_max_page_bytes: int = Field(
+        default=5 * 1024 * 1024, ge=1024, description="HTML pages over this are skipped (too_large)"
+    )
+    crawl_jobs_per_worker: int = Field(default=2, ge=1, le=32, description="crawls run at once per worker")
+
+    # --- feeds, sync mode and scheduled refresh (feed_stage, sync, schedule) ---
+    feed_timeout_s: float = Field(default=300.0, gt=0, description="whole download of a feed by URL")
+    feed_jobs_per_worker: int = Field(default=2, ge=1, le=16, description="feeds read at once per worker")
+    min_refresh_interval_s: int = Field(default=60, ge=1, description="shortest refresh interval run")
+    scheduler_tick_s: float = Field(default=5.0, gt=0, description="how often due refreshes are started")
+    sync_poll_s: float = Field(default=2.0, gt=0, description="how often finished sync imports are checked")
+    sync_concurrency: int = Field(default=8, ge=1, le=64, description="indexer deletes at once in a sync")
+
     def fetch_policy(self, max_bytes: int | None = None) -> FetchPolicy:
         return FetchPolicy(
             max_bytes=max_bytes or self.fetch_max_bytes,

@@ -1,0 +1,129 @@
+"""Pending-message bookkeeping of one stage in one worker: keep what it holds, take over what dead
+workers left behind, claim messages back for a retry, and give up on them (dead-lettering)."""
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any
+
+from services.common.jobs import ItemError
+from services.common.streams import DEAD, Message, as_text
+from services.scraper.context import WorkerContext
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 500  # ids per XCLAIM
+_SCANS_PER_RECLAIM = 20  # XAUTOCLAIM calls per reclaim pass (each scans up to 10 x count entries)
+
+
+class Redelivery:
+    def __init__(self, ctx: WorkerContext, stream: str, group: str, count: int) -> None:
+        self.redis = ctx.redis
+        self.stream = stream
+        self.group = group
+        self.consumer = ctx.consumer
+        self.count = count
+        self.idle_ms = int(ctx.settings.reclaim_idle_s * 1000)
+        self.held: set[str] = set()  # message ids this worker is handling or will retry
+        self._cursor = "0-0"  # XAUTOCLAIM scan position
+        self._next_scan = 0.0  # loop time of the next reclaim pass
+
+    def hold(self, ids: Iterable[str]) -> None:
+        self.held.update(ids)
+
+    def release(self, message_id: str) -> None:
+        self.held.discard(message_id)
+
+    async def heartbeat(self) -> None:
+        """Keeps the held messages' idle time low, so no other worker reclaims them."""
+        interval = self.idle_ms / 3000
+        while True:
+            await asyncio.sleep(interval)
+            ids = list(self.held)
+            for start in range(0, len(ids), _CHUNK):
+                try:
+                    # JUSTID: refreshes the idle time without counting a delivery.
+                    await self.redis.xclaim(
+                        self.stream,
+                        self.group,
+                        self.consumer,
+                        0,
+                        _ids(ids[start : start + _CHUNK]),
+                        justid=True,
+                    )
+                except Exception as exc:  # never let a Redis hiccup end the heartbeat
+                    log.warning("%s: heartbeat failed: %s", self.group, exc)
+
+    async def claim(self, ids: list[str]) -> list[Message]:
+        """Takes held messages back for a retry: one more delivery each."""
+        reply: Any = await self.redis.xclaim(self.stream, self.group, self.consumer, 0, _ids(ids))
+        return await self._messages(reply)
+
+    async def reclaim(self) -> list[Message]:
+        """Messages idle for ``reclaim_idle_s`` (their worker died), scanning the whole pending
+        list in passes at most every ``reclaim_idle_s / 2``."""
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._next_scan:
+            return []
+        for _ in range(_SCANS_PER_RECLAIM):
+            reply: Any = await self.redis.xautoclaim(
+                self.stream, self.group, self.consumer, self.idle_ms, self._cursor, count=self.count
+            )
+            self._cursor = as_text(reply[0])
+            messages = await self._messages(reply[1])
+            if messages:
+                log.info("%s: took over %d messages of a stopped worker", self.group, len(messages))
+                self.hold(m.id for m in messages)
+                return messages
+            if self._cursor == "0-0":
+                break
+        if self._cursor == "0-0":  # a full pass found nothing: rest until the next pass
+            self._next_scan = loop.time() + self.idle_ms / 2000
+        return []
+
+    async def _messages(self, entries: list[Any]) -> list[Message]:
+        found = [(as_text(mid), fields) for mid, fields in entries if fields is not None]
+        if not found:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for mid, _ in found:
+                pipe.xpending_range(self.stream, self.group, min=mid, max=mid, count=1)
+            pending: list[Any] = await pipe.execute()
+        return [
+            Message(
+                self.stream,
+                mid,
+                {as_text(k): v if isinstance(v, bytes) else v.encode() for k, v in fields.items()},
+                int(info[0]["times_delivered"]) if info else 1,
+            )
+            for (mid, fields), info in zip(found, pending, strict=True)
+        ]
+
+
+def _ids(ids: list[str]) -> list[Any]:
+    return list(ids)  # redis-py's annotation wants a list of a union that list[str] does not match
+
+
+async def dead_letter_item(ctx: WorkerContext, message: Message, error: ItemError, attempts: int) -> None:
+    """The default last resort for a job item: a DEAD stream entry, and the item failed."""
+    job_id, product_id = message.text("job_id"), message.text("product_id")
+    await ctx.streams.add(
+        DEAD,
+        {
+            "job_id": job_id,
+            "product_id": product_id,
+            "stage": error.stage,
+            "code": error.code,
+            "reason": f"{error.code}: {error.message}",
+            "attempts": str(attempts),
+            "item": message.fields.get("item", b""),
+        },
+    )
+    if job_id:
+        final = replace(
+            error,
+            code="retries_exhausted",
+            message=f"gave up after {attempts} attempts; last error ({error.code}): {error.message}",
+        )
+        await ctx.jobs.finish_item(job_id, product_id, "failed", final)
