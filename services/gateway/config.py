@@ -54,6 +54,9 @@ class GatewaySettings(ServiceSettings):
         validation_alias=AliasChoices("VS_REDIS_URL", "redis_url"),
         description="the ingest queues (imports and crawls); searches never need it",
     )
+    # --- imports (routes/imports.py): uploaded feeds wait in Redis until a feed worker reads them ---
+    max_feed_bytes: int = Field(default=100 * 1024 * 1024, ge=1024, description="POST /v1/imports upload cap")
+    feed_ttl_s: int = Field(default=86400, ge=60, description="how long an uploaded feed waits to be read")
 
     @model_validator(mode="after")
     def _media_dir_exists(self) -> Self:

@@ -21,6 +21,7 @@ class RouteBodyLimits:
     def __init__(self, settings: GatewaySettings) -> None:
         self.search = settings.max_upload_bytes + FORM_OVERHEAD_BYTES
         self.product = settings.max_product_body_bytes
+        self.feed = settings.max_feed_bytes + FORM_OVERHEAD_BYTES
 
     def __call__(self, scope: Scope) -> int:
         method, path = scope["method"], scope["path"]
@@ -28,6 +29,8 @@ class RouteBodyLimits:
             return self.search
         if method == "PUT" and path.startswith("/v1/products/"):
             return self.product
+        if method == "POST" and path == "/v1/imports":
+            return self.feed
         return SMALL_BODY_BYTES
 
 
