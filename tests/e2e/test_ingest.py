@@ -1,0 +1,112 @@
+"""Catalog ingest through the real pipeline: feeds, bad rows, re-imports, crashes mid-import."""
+
+import http.server
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from functools import partial
+
+import pytest
+
+from tests.e2e.conftest import RunningStack
+from tests.e2e.ingest import (
+    errors,
+    fashion_rows,
+    start_import,
+    to_csv,
+    vector_counts,
+    wait_for,
+    wait_until_done,
+)
+from tests.paths import DATASETS
+
+log = logging.getLogger(__name__)
+
+
+@pytest.fixture(scope="module")
+def truncated_jpeg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A local web server whose only image is a JPEG cut off halfway."""
+    folder = tmp_path_factory.mktemp("broken-shop")
+    photo = (DATASETS / "scenes/extra/bus.jpg").read_bytes()
+    (folder / "cut.jpg").write_bytes(photo[: len(photo) // 2])
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/cut.jpg"
+    server.shutdown()
+
+
+def test_demo_feed_was_imported_through_the_pipeline(running: RunningStack) -> None:
+    """./scripts/up imports the demo feed with `visualsearch import` (POST /v1/imports)."""
+    jobs = running.client.get("/v1/imports").json()["imports"]
+    demo = next(j for j in jobs if j["source"] == "demo")
+    assert demo["status"] == "completed"
+    assert demo["done"] + demo["skipped"] == demo["total"] == 2337
+    assert demo["failed"] == 0
+    log.warning("demo import: %d items at %s items/s", demo["total"], demo["rate_per_s"])
+
+
+def test_bad_rows_are_reported_and_good_rows_searchable(
+    running: RunningStack, truncated_jpeg_url: str
+) -> None:
+    gateway = running.stack.settings.gateway_url
+    good = fashion_rows(running, "feed-good", 100)
+    bad = [
+        {**good[0], "product_id": "bad-unreachable", "image_url": "http://127.0.0.1:9/nothing.jpg"},
+        {
+            **good[0],
+            "product_id": "bad-404",
+            "image_url": f"{gateway}/media/fashion_products/images/nope.jpg",
+        },
+        {**good[0], "product_id": "bad-html", "image_url": f"{gateway}/docs"},
+        {**good[0], "product_id": "bad-truncated", "image_url": truncated_jpeg_url},
+        {**good[1], "product_id": ""},  # missing product_id
+        {**good[2], "title": "a second row with the same id"},  # duplicate product_id
+    ]
+    job_id = start_import(running, to_csv(good + bad), "five-percent-bad.csv")
+    status = wait_for(running, job_id)
+
+    assert status["status"] == "completed"
+    assert (status["done"], status["failed"], status["invalid_rows"]) == (100, 4, 2)
+    reasons = {(e["product_id"], e["code"]) for e in errors(running, job_id)}
+    assert {
+        ("bad-unreachable", "unreachable"),
+        ("bad-404", "http_status"),
+        ("bad-html", "not_image"),
+        ("bad-truncated", "truncated"),
+    } <= reasons
+    codes = {e["code"] for e in errors(running, job_id) if e["row"] is not None and e["stage"] == "feed"}
+    assert {"missing_product_id", "duplicate_product_id"} <= codes, codes
+    counts = vector_counts(running, [r["product_id"] for r in good])
+    assert set(counts.values()) == {1}
+
+    # Re-importing the same feed skips every unchanged item; a changed price is re-indexed.
+    good[7]["price"] = "99.90"
+    again = wait_for(running, start_import(running, to_csv(good), "five-percent-bad.csv"))
+    assert (again["skipped"], again["done"], again["failed"]) == (99, 1, 0)
+    assert running.client.get("/v1/products/feed-good-7").json()["price"] == 99.9
+
+
+@pytest.mark.parametrize("victim", ["embedder", "scraper"])
+def test_kill_9_mid_import_indexes_every_item_exactly_once(running: RunningStack, victim: str) -> None:
+    """kill -9 the embedder service, or the ingest worker (it runs the index stage), mid-import."""
+    rows = fashion_rows(running, f"crash-{victim}", 600)
+    before = running.client.get("/v1/stats").json()["vectors"]
+    job_id = start_import(running, to_csv(rows), f"crash-{victim}.csv")
+    wait_until_done(running, job_id, 100)
+
+    if victim == "embedder":
+        running.stack.stop_service("embedder", signal.SIGKILL)
+        running.stack.start_service("embedder")
+        running.stack.wait_ready("embedder")
+    else:
+        running.stack.stop_service("scraper", signal.SIGKILL)
+        running.stack.start_worker("scraper")
+    status = wait_for(running, job_id)
+
+    assert (status["status"], status["done"], status["failed"]) == ("completed", 600, 0), status
+    counts = vector_counts(running, [r["product_id"] for r in rows])
+    assert set(counts.values()) == {1}, {k: v for k, v in counts.items() if v != 1}
+    assert running.client.get("/v1/stats").json()["vectors"] == before + 600
+    assert running.client.get("/readyz").status_code == 200
