@@ -204,6 +204,10 @@ class Jobs:
         )
         return bool(recorded)
 
+    async def has_outcome(self, job_id: str, product_id: str) -> bool:
+        """Whether the product's item in this job already ended (done, skipped or failed)."""
+        return bool(await self.redis.sismember(f"{self.key(job_id)}:items", product_id))
+
     async def record_error(self, job_id: str, error: ItemError) -> None:
         """A failure that is not one of the job's items (a bad feed row: no product to count)."""
         key = f"{self.key(job_id)}:errors"

@@ -7,21 +7,25 @@ from typing import Any
 
 from tests.e2e.catalog import Row, rows
 from tests.e2e.conftest import RunningStack
+from tests.paths import DATASETS
 
 FIELDS = ["product_id", "title", "image_url", "price", "currency", "category"]
 
 
 def media_url(running: RunningStack, row: Row) -> str:
-    relative = row.path.relative_to(row.path.parents[2]).as_posix()  # <dataset>/<folder>/<file>
+    relative = row.path.relative_to(DATASETS).as_posix()
     return f"{running.stack.settings.gateway_url}/media/{relative}"
 
 
-def fashion_rows(
-    running: RunningStack, prefix: str, count: int, role: str = "catalog"
-) -> list[dict[str, Any]]:
-    """Feed rows with new product ids over real fashion photos served by the gateway's /media/."""
-    chosen = [r for r in rows("fashion_products") if r.role == role][:count]
-    assert len(chosen) == count
+def shop_photo_rows(running: RunningStack, prefix: str, start: int, count: int) -> list[dict[str, Any]]:
+    """Feed rows over real grocery shop photos (train split) served by the gateway's /media/.
+
+    These photos are in no catalog and each test takes its own slice, so the products a test
+    imports never tie with the demo catalog or with another test's products in a search.
+    """
+    photos = [r for r in rows("grocery_store") if r.role == "query" and r.split == "train"]
+    chosen = photos[start : start + count]
+    assert len(chosen) == count, f"only {len(photos)} train photos"
     return [
         {
             "product_id": f"{prefix}-{n}",
@@ -86,3 +90,9 @@ def vector_counts(running: RunningStack, product_ids: list[str]) -> dict[str, in
         response = running.client.get(f"/v1/products/{product_id}")
         counts[product_id] = response.json()["vector_count"] if response.status_code == 200 else 0
     return counts
+
+
+def delete_products(running: RunningStack, product_ids: list[str]) -> None:
+    """Leaves the catalog as the test found it, so later tests search the demo catalog only."""
+    for product_id in product_ids:
+        assert running.client.delete(f"/v1/products/{product_id}").status_code in (200, 404)

@@ -11,8 +11,9 @@ import pytest
 
 from tests.e2e.conftest import RunningStack
 from tests.e2e.ingest import (
+    delete_products,
     errors,
-    fashion_rows,
+    shop_photo_rows,
     start_import,
     to_csv,
     vector_counts,
@@ -22,6 +23,14 @@ from tests.e2e.ingest import (
 from tests.paths import DATASETS
 
 log = logging.getLogger(__name__)
+
+
+@pytest.fixture
+def imported(running: RunningStack) -> Iterator[list[str]]:
+    """Product ids a test imports; deleted afterwards."""
+    product_ids: list[str] = []
+    yield product_ids
+    delete_products(running, product_ids)
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +57,11 @@ def test_demo_feed_was_imported_through_the_pipeline(running: RunningStack) -> N
 
 
 def test_bad_rows_are_reported_and_good_rows_searchable(
-    running: RunningStack, truncated_jpeg_url: str
+    running: RunningStack, truncated_jpeg_url: str, imported: list[str]
 ) -> None:
     gateway = running.stack.settings.gateway_url
-    good = fashion_rows(running, "feed-good", 100)
+    good = shop_photo_rows(running, "feed-good", 0, 100)
+    imported += [r["product_id"] for r in good]
     bad = [
         {**good[0], "product_id": "bad-unreachable", "image_url": "http://127.0.0.1:9/nothing.jpg"},
         {
@@ -88,10 +98,13 @@ def test_bad_rows_are_reported_and_good_rows_searchable(
     assert running.client.get("/v1/products/feed-good-7").json()["price"] == 99.9
 
 
-@pytest.mark.parametrize("victim", ["embedder", "scraper"])
-def test_kill_9_mid_import_indexes_every_item_exactly_once(running: RunningStack, victim: str) -> None:
+@pytest.mark.parametrize(("victim", "first_photo"), [("embedder", 100), ("scraper", 500)])
+def test_kill_9_mid_import_indexes_every_item_exactly_once(
+    running: RunningStack, victim: str, first_photo: int, imported: list[str]
+) -> None:
     """kill -9 the embedder service, or the ingest worker (it runs the index stage), mid-import."""
-    rows = fashion_rows(running, f"crash-{victim}", 600)
+    rows = shop_photo_rows(running, f"crash-{victim}", first_photo, 400)
+    imported += [r["product_id"] for r in rows]
     before = running.client.get("/v1/stats").json()["vectors"]
     job_id = start_import(running, to_csv(rows), f"crash-{victim}.csv")
     wait_until_done(running, job_id, 100)
@@ -105,8 +118,8 @@ def test_kill_9_mid_import_indexes_every_item_exactly_once(running: RunningStack
         running.stack.start_worker("scraper")
     status = wait_for(running, job_id)
 
-    assert (status["status"], status["done"], status["failed"]) == ("completed", 600, 0), status
+    assert (status["status"], status["done"], status["failed"]) == ("completed", 400, 0), status
     counts = vector_counts(running, [r["product_id"] for r in rows])
     assert set(counts.values()) == {1}, {k: v for k, v in counts.items() if v != 1}
-    assert running.client.get("/v1/stats").json()["vectors"] == before + 600
+    assert running.client.get("/v1/stats").json()["vectors"] == before + 400
     assert running.client.get("/readyz").status_code == 200

@@ -161,3 +161,42 @@ def test_the_worker_process_indexes_a_job_and_stops_cleanly_on_sigterm(
                 assert b"worker w-proc stopped" in log
 
     asyncio.run(scenario())
+
+
+def test_a_stale_redelivery_does_not_resurrect_a_deleted_product(redis_url: str, tmp_path: Path) -> None:
+    """The worker died after upserting and recording the outcome, before the ack; the product is
+    deleted once the job completed; the reclaimed message must not upsert it again."""
+
+    async def scenario() -> None:
+        with image_server(tmp_path) as web:
+            items = [product("stale", [web.add_photo(PHOTOS[0])], row=1)]
+            async with pipeline(redis_url, tmp_path / "index", reclaim_idle_s=0.5) as p:
+                job_id = await p.emit(items)
+                async with p.worker("fetch,embed"):
+                    await p.wait_for_length(INDEX, 1)
+                await p.streams.ensure_group(INDEX, "index")
+                (message,) = await p.streams.read(INDEX, "index", "dead-indexer", count=1, block_ms=100)
+                work = read_index(message)
+                async with p.context("dead-indexer") as ctx:
+                    request = indexer_pb2.UpsertRequest(
+                        vectors=[indexer_pb2.Vector(values=work.vectors[0].tolist(), image_key=work.keys[0])],
+                        model_id=work.model_id,
+                    )
+                    request.product.product_id = "stale"
+                    await ctx.indexer.Upsert(request, timeout=DEADLINE_S)
+                    assert await ctx.jobs.finish_item(job_id, "stale", "done")
+                    assert (await p.wait_job(job_id)).status == "completed"
+                    await ctx.indexer.Delete(
+                        indexer_pb2.DeleteRequest(product_id="stale"), timeout=DEADLINE_S
+                    )
+                async with p.worker("index"):
+                    for _ in range(200):  # until the reclaimed message is handled and acked
+                        if await p.streams.length(INDEX) == 0:
+                            break
+                        await asyncio.sleep(0.05)
+                    assert await p.streams.length(INDEX) == 0
+                async with p.context("reader") as ctx:
+                    stats = await ctx.indexer.Stats(indexer_pb2.StatsRequest(), timeout=DEADLINE_S)
+                assert stats.products == 0, stats
+
+    asyncio.run(scenario())

@@ -1,7 +1,8 @@
 """Index stage (INDEX -> indexer): upsert the product with its vectors, then record the outcome.
 
 Upsert replaces a product's metadata and all of its vectors, so a message delivered twice (its
-worker died after the upsert, before the acknowledgement) leaves the index exactly as once.
+worker died after the upsert, before the acknowledgement) leaves the index exactly as once; and a
+redelivery whose outcome is already recorded is acknowledged without a second upsert.
 Each indexed product joins its source's set (``vs:source:<source>``), which sync mode uses to
 delete products missing from a full re-import.
 """
@@ -17,7 +18,7 @@ from services.common.jobs import ItemError
 from services.common.streams import INDEX, Message
 from services.scraper.context import WorkerContext
 from services.scraper.items import Item
-from services.scraper.stages.actions import Action, Finish, failure_action, per_message
+from services.scraper.stages.actions import Ack, Action, Finish, failure_action, per_message
 from services.scraper.stages.failures import StageFailure, from_rpc_error, validated_meta
 from services.scraper.stages.payload import IndexWork, PayloadError, read_index
 from services.scraper.stages.runner import Stage, run_stage
@@ -49,6 +50,12 @@ class IndexStage:
         self.ctx = ctx
 
     async def handle(self, message: Message) -> Action:
+        if message.deliveries > 1 and await self.ctx.jobs.has_outcome(
+            message.text("job_id"), message.text("product_id")
+        ):
+            # A stale redelivery: its worker died after recording the outcome, before the ack.
+            # Upserting again could resurrect a product deleted since the job completed.
+            return Ack()
         try:
             work = read_index(message)
         except PayloadError as exc:
