@@ -134,11 +134,17 @@ def canonical_json(meta: ProductMeta) -> str:
 
 def content_hash(meta: ProductMeta, images: Sequence[bytes]) -> str:
     """sha256 over the canonical metadata and every image's bytes, in order."""
+    return content_hash_from_digests(meta, [hashlib.sha256(data).digest() for data in images])
+
+
+def content_hash_from_digests(meta: ProductMeta, image_digests: Sequence[bytes]) -> str:
+    """:func:`content_hash` from the images' sha256 digests, for a writer that kept only those
+    (an ingest worker whose conditional GET answered 304 Not Modified)."""
     digest = hashlib.sha256(_HASH_VERSION)
     digest.update(canonical_json(meta).encode())
-    for data in images:
+    for image_digest in image_digests:
         # Length-free framing: each image contributes its own fixed-size digest.
-        digest.update(b"\n" + hashlib.sha256(data).digest())
+        digest.update(b"\n" + image_digest)
     return digest.hexdigest()
 
 

@@ -6,13 +6,12 @@ import hashlib
 import grpc
 import pytest
 
-from services.common.catalog import ProductMeta, content_hash
+from services.common.catalog import ProductMeta, content_hash, content_hash_from_digests
 from services.common.errors import TooLarge
 from services.common.fetch import FetchError
 from services.common.images import ImageError
 from services.scraper.items import Item
 from services.scraper.stages.actions import Finish, Retry, failure_action
-from services.scraper.stages.download import content_hash_of
 from services.scraper.stages.embed import pack
 from services.scraper.stages.failures import (
     StageFailure,
@@ -110,8 +109,8 @@ def test_hash_from_digests_equals_the_catalog_content_hash() -> None:
     meta = ProductMeta(title="Mug", price=9.5, currency="eur", image_urls=[URL, URL + "?2"])
     images = [b"first image bytes", b"second"]
     digests = [hashlib.sha256(data).digest() for data in images]
-    assert content_hash_of(meta, digests) == content_hash(meta, images)
-    assert content_hash_of(meta, digests[::-1]) != content_hash(meta, images)  # order matters
+    assert content_hash_from_digests(meta, digests) == content_hash(meta, images)
+    assert content_hash_from_digests(meta, digests[::-1]) != content_hash(meta, images)  # order matters
 
 
 def test_metadata_is_validated_like_a_put() -> None:

@@ -7,13 +7,11 @@ yields the image's digest, so an unchanged product's content hash is known witho
 
 import asyncio
 import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from services.common.catalog import ProductMeta, canonical_json
 from services.common.fetch import FetchError, SafeFetcher
 from services.common.streams import as_text
 from services.scraper.stages.failures import StageFailure, from_fetch_error
@@ -28,15 +26,6 @@ class Download:
     url: str
     digest: bytes  # sha256 of the image bytes
     body: bytes | None  # None: not modified since the cached digest (HTTP 304)
-
-
-def content_hash_of(meta: ProductMeta, digests: Sequence[bytes]) -> str:
-    """catalog.content_hash from the images' sha256 digests instead of their bytes."""
-    digest = hashlib.sha256(_HASH_VERSION)
-    digest.update(canonical_json(meta).encode())
-    for image_digest in digests:
-        digest.update(b"\n" + image_digest)
-    return digest.hexdigest()
 
 
 class UrlCache:

@@ -12,7 +12,7 @@ from urllib.parse import urljoin
 
 import grpc
 
-from services.common.catalog import ProductMeta, image_key, image_urls
+from services.common.catalog import ProductMeta, content_hash_from_digests, image_key, image_urls
 from services.common.errors import TooLarge
 from services.common.gen.visualsearch.v1 import indexer_pb2
 from services.common.images import RGB, ImageError, ImageLimits, decode_image
@@ -21,7 +21,7 @@ from services.common.streams import EMBED, FETCH, Message
 from services.scraper.context import WorkerContext
 from services.scraper.items import Item
 from services.scraper.stages.actions import Action, Finish, Forward, failure_action, per_message
-from services.scraper.stages.download import Download, Downloader, UrlCache, content_hash_of
+from services.scraper.stages.download import Download, Downloader, UrlCache
 from services.scraper.stages.failures import StageFailure, from_image_error, from_rpc_error, validated_meta
 from services.scraper.stages.index import remember_source
 from services.scraper.stages.payload import PayloadError, embed_fields, read_item
@@ -70,13 +70,13 @@ class FetchStage:
         downloads = await gather_all(
             [self.downloader.fetch(url, n, conditional=True) for n, url in enumerate(urls, start=1)]
         )
-        digest = content_hash_of(meta, [d.digest for d in downloads])
+        digest = content_hash_from_digests(meta, [d.digest for d in downloads])
         if await self._unchanged(item.product_id, digest):
             await remember_source(self.ctx.redis, item)  # it may have come in another way before
             return Finish("skipped")
         # The product changed: images that answered 304 are needed in full after all.
         downloads = await gather_all([self._body(d, n) for n, d in enumerate(downloads, start=1)])
-        digest = content_hash_of(meta, [d.digest for d in downloads])
+        digest = content_hash_from_digests(meta, [d.digest for d in downloads])
         images = await asyncio.to_thread(decode_all, downloads, self.ctx.settings.image_limits)
         return Forward(EMBED, embed_fields(message, digest, images))
 
