@@ -44,6 +44,20 @@ def check_url(value: str) -> str:
     return value
 
 
+def check_absolute_url(value: str) -> str:
+    """An absolute http(s) URL with a host (a feed or a page to crawl), or ValueError saying why."""
+    if any(ch.isspace() or ord(ch) < 0x20 for ch in value):
+        raise ValueError("must not contain spaces or control characters")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- parsing the port validates it
+    except ValueError as exc:
+        raise ValueError(f"is not a valid URL: {exc}") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http(s) URL")
+    return value
+
+
 class ProductMeta(BaseModel):
     """Catalog metadata of a product; validates both the JSON and the multipart PUT body."""
 

@@ -8,6 +8,8 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from services.common.catalog import check_absolute_url
+
 MAX_START_URLS = 100
 MAX_URL_CHARS = 2048
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -32,16 +34,8 @@ def canonical_host(host: str) -> str:
 
 
 def _start_url(value: str) -> str:
-    if any(ch.isspace() or ord(ch) < 0x20 for ch in value):
-        raise ValueError("must not contain spaces or control characters")
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 -- parsing the port validates it
-    except ValueError as exc:
-        raise ValueError(f"is not a valid URL: {exc}") from None
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an absolute http(s) URL")
-    canonical_host(parts.hostname)
+    check_absolute_url(value)
+    canonical_host(urlsplit(value).hostname or "")
     return value
 
 

@@ -6,26 +6,13 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import httpx
-from starlette.datastructures import UploadFile
 
-from services.common.fetch import CHUNK_BYTES, FetchError, FetchPolicy, SafeFetcher
+from services.common.fetch import FetchError, FetchPolicy, SafeFetcher
 from services.gateway.config import GatewaySettings
 from services.gateway.errors import ApiError
 from services.gateway.limits import too_large
 
 MEDIA_PREFIX = "/media/"
-
-
-async def read_upload(upload: UploadFile, max_bytes: int) -> bytes:
-    """The uploaded file's bytes, failing (413) as soon as they pass ``max_bytes``."""
-    chunks: list[bytes] = []
-    total = 0
-    while chunk := await upload.read(CHUNK_BYTES):
-        total += len(chunk)
-        if total > max_bytes:
-            raise ApiError(413, "too_large", f"the image is over the limit of {max_bytes} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _api_error(exc: FetchError) -> ApiError:

@@ -1,10 +1,10 @@
 """Import job request and response models: the validation and the OpenAPI schema."""
 
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from services.common.catalog import check_absolute_url
 from services.common.jobs import JobStatus
 
 JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
@@ -46,18 +46,7 @@ class ImportOptions(BaseModel):
     @field_validator("feed_url")
     @classmethod
     def _absolute_http(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if any(ch.isspace() or ord(ch) < 0x20 for ch in value):
-            raise ValueError("must not contain spaces or control characters")
-        try:
-            parts = urlsplit(value)
-            parts.port  # noqa: B018 -- parsing the port validates it
-        except ValueError as exc:
-            raise ValueError(f"is not a valid URL: {exc}") from None
-        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an absolute http(s) URL")
-        return value
+        return None if value is None else check_absolute_url(value)
 
 
 # The OpenAPI request body of POST /v1/imports: a multipart form, or JSON for a feed_url.

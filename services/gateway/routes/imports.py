@@ -18,10 +18,10 @@ from redis.exceptions import RedisError
 from starlette.datastructures import UploadFile
 
 from services.common.errors import InvalidInput
-from services.common.fetch import CHUNK_BYTES
 from services.common.jobs import now_millis
 from services.common.schedules import Schedules, schedule_id_of
 from services.common.streams import FEEDS
+from services.gateway.bodies import read_json, read_upload
 from services.gateway.deps import GatewayState, State
 from services.gateway.errors import ApiError, error_responses
 from services.gateway.import_schemas import (
@@ -75,7 +75,7 @@ async def create_import(state: State, request: Request, response: Response) -> I
     if content_type in FORM_TYPES:
         options, upload = await _form(request, state.settings.max_feed_bytes)
     elif content_type == "application/json" or content_type.endswith("+json"):
-        options, upload = _validate(await _json_body(request)), None
+        options, upload = _validate(await read_json(request)), None
     else:
         raise ApiError(415, "unsupported_media_type", "send multipart/form-data (or JSON with a feed_url)")
     if (upload is None) == (options.feed_url is None):
@@ -114,19 +114,6 @@ async def _queue(state: GatewayState, options: ImportOptions, upload: Upload | N
     return job_id
 
 
-async def _json_body(request: Request) -> Any:
-    try:
-        return await request.json()
-    except ValueError as exc:
-        error = {
-            "type": "json_invalid",
-            "loc": ["body"],
-            "msg": "JSON decode error",
-            "ctx": {"error": str(exc)},
-        }
-        raise RequestValidationError([error]) from None
-
-
 def _validate(raw: Any) -> ImportOptions:
     try:
         return ImportOptions.model_validate(raw)
@@ -157,14 +144,7 @@ async def _form(request: Request, max_bytes: int) -> tuple[ImportOptions, Upload
 
 
 async def _read_feed(upload: UploadFile, max_bytes: int) -> bytes:
-    chunks: list[bytes] = []
-    total = 0
-    while chunk := await upload.read(CHUNK_BYTES):
-        total += len(chunk)
-        if total > max_bytes:
-            raise ApiError(413, "too_large", f"the feed is over the limit of {max_bytes} bytes")
-        chunks.append(chunk)
-    data = b"".join(chunks)
+    data = await read_upload(upload, max_bytes, "the feed")
     if not data.strip():
         raise ApiError(422, "empty_feed", "the uploaded feed is empty")
     return data

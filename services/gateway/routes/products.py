@@ -12,10 +12,10 @@ from starlette.datastructures import UploadFile
 from services.common.catalog import ProductMeta
 from services.common.errors import InvalidInput
 from services.common.gen.visualsearch.v1 import indexer_pb2
+from services.gateway.bodies import read_json, read_upload
 from services.gateway.config import MAX_IMAGES_LIMIT, GatewaySettings
 from services.gateway.deps import ProductId, State
 from services.gateway.errors import ApiError, error_responses
-from services.gateway.fetch import read_upload
 from services.gateway.limits import too_large
 from services.gateway.products import Submission, put_product
 from services.gateway.schemas import (
@@ -82,17 +82,7 @@ def _base64_image(text: str, number: int, max_bytes: int) -> bytes:
 
 
 async def _json_submission(request: Request, settings: GatewaySettings) -> Submission:
-    try:
-        raw = await request.json()
-    except ValueError as exc:
-        error = {
-            "type": "json_invalid",
-            "loc": ["body"],
-            "msg": "JSON decode error",
-            "ctx": {"error": str(exc)},
-        }
-        raise RequestValidationError([error]) from None
-    body = _validate(ProductJsonBody, raw)
+    body = _validate(ProductJsonBody, await read_json(request))
     encoded = ([body.image] if body.image else []) + body.images
     if len(encoded) > settings.max_images_per_product:
         raise InvalidInput(

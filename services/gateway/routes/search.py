@@ -6,10 +6,10 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 
 from services.common.catalog import MAX_URL_CHARS
 from services.common.gen.visualsearch.v1 import indexer_pb2
+from services.gateway.bodies import read_upload
 from services.gateway.config import MAX_K_LIMIT
 from services.gateway.deps import GatewayState, ProductId, State
 from services.gateway.errors import ApiError, error_responses
-from services.gateway.fetch import read_upload
 from services.gateway.geometry import parse_box
 from services.gateway.metrics import StageTimer
 from services.gateway.pipeline import SearchQuery, search_image

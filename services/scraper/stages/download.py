@@ -17,8 +17,6 @@ from services.common.streams import as_text
 from services.scraper.stages.failures import StageFailure, from_fetch_error
 
 _CACHE_PREFIX = "vs:ingest:url:"
-# Must match services.common.catalog.content_hash (a unit test checks they agree).
-_HASH_VERSION = b"visualsearch.product.v1\n"
 
 
 @dataclass(frozen=True)
