@@ -21,7 +21,9 @@ class ProductJsonBody(ProductMeta):
     )
 
 
-class ProductOut(BaseModel):
+class ProductSummary(BaseModel):
+    """What a search result shows of a product."""
+
     product_id: str
     title: str
     url: str
@@ -30,6 +32,22 @@ class ProductOut(BaseModel):
     currency: str
     category: str
     brand: str
+
+    @staticmethod
+    def fields_of(product: indexer_pb2.Product) -> dict[str, Any]:
+        return {
+            "product_id": product.product_id,
+            "title": product.title,
+            "url": product.url,
+            "image_url": product.image_url,
+            "price": product.price if product.HasField("price") else None,
+            "currency": product.currency,
+            "category": product.category,
+            "brand": product.brand,
+        }
+
+
+class ProductOut(ProductSummary):
     attributes: dict[str, Any]
     content_hash: str
     vector_count: int
@@ -39,14 +57,7 @@ class ProductOut(BaseModel):
     @classmethod
     def from_proto(cls, product: indexer_pb2.Product) -> "ProductOut":
         return cls(
-            product_id=product.product_id,
-            title=product.title,
-            url=product.url,
-            image_url=product.image_url,
-            price=product.price if product.HasField("price") else None,
-            currency=product.currency,
-            category=product.category,
-            brand=product.brand,
+            **cls.fields_of(product),
             attributes=_attributes(product.attributes_json),
             content_hash=product.content_hash,
             vector_count=product.vector_count,
@@ -63,31 +74,12 @@ def _attributes(text: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-class MatchOut(BaseModel):
-    product_id: str
-    title: str
-    url: str
-    image_url: str
-    price: float | None
-    currency: str
-    category: str
-    brand: str
+class MatchOut(ProductSummary):
     similarity: float
 
     @classmethod
     def from_proto(cls, match: indexer_pb2.Match) -> "MatchOut":
-        p = match.product
-        return cls(
-            product_id=p.product_id,
-            title=p.title,
-            url=p.url,
-            image_url=p.image_url,
-            price=p.price if p.HasField("price") else None,
-            currency=p.currency,
-            category=p.category,
-            brand=p.brand,
-            similarity=round(float(match.similarity), 6),
-        )
+        return cls(**cls.fields_of(match.product), similarity=round(float(match.similarity), 6))
 
 
 class ImageSize(BaseModel):
