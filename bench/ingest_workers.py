@@ -116,12 +116,16 @@ def main() -> int:
                     before = {n: cpu_seconds(p.pid) for n, p in procs.items()}
                     result = import_feed(client, feed, f"{label}.csv")
                     result["cpu_s"] = {n: round(cpu_seconds(p.pid) - before[n], 1) for n, p in procs.items()}
+                    # Share of all cores the stack kept busy: near 1.0, more workers cannot help.
+                    cores = os.cpu_count() or 1
+                    result["cpu_busy"] = round(sum(result["cpu_s"].values()) / result["seconds"] / cores, 2)
                     results[label] = result
         finally:
             stack.down()
-    print(f"{'workers':<18}{'items':>7}{'seconds':>9}{'items/s':>9}   cpu seconds by process")
+    print(f"{'workers':<18}{'items':>7}{'seconds':>9}{'items/s':>9}{'cpu busy':>10}   cpu seconds by process")
     for label, r in results.items():
-        print(f"{label:<18}{r['items']:>7}{r['seconds']:>9}{r['items_per_s']:>9}   {r['cpu_s']}")
+        row = f"{label:<18}{r['items']:>7}{r['seconds']:>9}{r['items_per_s']:>9}{r['cpu_busy']:>10}"
+        print(f"{row}   {r['cpu_s']}")
     ratio = results["2 embed workers"]["items_per_s"] / results["1 embed worker"]["items_per_s"]
     print(f"throughput ratio 2 vs 1 embed workers: {ratio:.2f}x")
     out = ROOT / "bench" / "results" / "ingest_workers.json"
