@@ -22,18 +22,14 @@ log = logging.getLogger(__name__)
 
 StageRun = Callable[[WorkerContext, asyncio.Event], Coroutine[Any, Any, None]]
 
-CORE_STAGES = {
+STAGES = {
     "fetch": "services.scraper.stages.fetch",
     "embed": "services.scraper.stages.embed",
     "index": "services.scraper.stages.index",
-}
-# Producers and the refresh scheduler live in their own modules; a build may not have them yet.
-OPTIONAL_STAGES = {
     "feeds": "services.scraper.feed_stage",
     "crawls": "services.scraper.crawler.stage",
     "scheduler": "services.scraper.schedule",
 }
-STAGES = {**CORE_STAGES, **OPTIONAL_STAGES}
 
 
 class WorkerError(Exception):
@@ -59,19 +55,13 @@ def load_stage(name: str) -> StageRun:
 
 
 def resolve_stages(requested: str | None) -> dict[str, StageRun]:
-    """The stages named in ``requested`` ("fetch,embed"), or every available stage when None."""
+    """The stages named in ``requested`` ("fetch,embed"), or every stage when None."""
+    names = list(STAGES)
     if requested:
         names = list(dict.fromkeys(n.strip() for n in requested.split(",") if n.strip()))
         if not names:
             raise WorkerError("--stages names no stage")
-        return {name: load_stage(name) for name in names}
-    stages = {name: load_stage(name) for name in CORE_STAGES}
-    for name in OPTIONAL_STAGES:
-        try:
-            stages[name] = load_stage(name)
-        except WorkerError as exc:
-            log.warning("%s; running without it", exc)
-    return stages
+    return {name: load_stage(name) for name in names}
 
 
 async def serve(settings: ScraperSettings, stages: dict[str, StageRun], name: str | None = None) -> bool:
