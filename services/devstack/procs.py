@@ -102,16 +102,25 @@ def _signal_group(pid: int, sig: signal.Signals) -> bool:
 def _stop_group(proc: Proc, sig: signal.Signals, timeout_s: float) -> None:
     if not _signal_group(proc.pid, sig):
         return
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        _reap(proc.pid)
-        if not _group_alive(proc.pid):
-            log.info("stopped %s (pid %d)", proc.name, proc.pid)
-            return
-        time.sleep(0.1)
-    log.warning("%s (pid %d) did not stop in %.0fs; killing it", proc.name, proc.pid, timeout_s)
+    if _wait_gone(proc.pid, timeout_s):
+        log.info("stopped %s (pid %d)", proc.name, proc.pid)
+        return
+    log.warning("%s (pid %d) did not stop in %.1fs; killing it", proc.name, proc.pid, timeout_s)
     _signal_group(proc.pid, signal.SIGKILL)
-    _reap(proc.pid)
+    # SIGKILL is not instant either: the kernel still has to tear the processes down.
+    if not _wait_gone(proc.pid, 10.0):
+        log.error("%s (pid %d) survived SIGKILL", proc.name, proc.pid)
+
+
+def _wait_gone(pgid: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        _reap(pgid)
+        if not _group_alive(pgid):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
 
 
 def _group_alive(pgid: int) -> bool:
