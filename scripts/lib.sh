@@ -33,3 +33,15 @@ ensure_redis_server() {
     return 1
   fi
 }
+
+# The browser tests drive Debian's Chromium (Playwright, no downloaded browser); install it when missing and we may.
+ensure_chromium() {
+  [[ -x /usr/bin/chromium ]] && return 0
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing chromium with apt-get..." >&2
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2
+  else
+    echo "chromium is missing: the browser tests will fail (e.g. sudo apt-get install chromium)" >&2
+  fi
+}

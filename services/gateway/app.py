@@ -19,7 +19,7 @@ from services.gateway.errors import install_error_handlers
 from services.gateway.fetch import Fetcher
 from services.gateway.limits import BodyLimitMiddleware, RouteBodyLimits
 from services.gateway.metrics import MetricsMiddleware
-from services.gateway.routes import crawls, imports, ops, products, search
+from services.gateway.routes import crawls, imports, ops, products, search, ui, videos
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -52,7 +52,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (search, products, imports, crawls, ops):
+    for module in (search, products, imports, crawls, videos, ops, ui):
         app.include_router(module.router)
     if settings.media_dir is not None:
         app.mount("/media", StaticFiles(directory=settings.media_dir), name="media")

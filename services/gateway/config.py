@@ -57,6 +57,17 @@ class GatewaySettings(ServiceSettings):
     # --- imports (routes/imports.py): uploaded feeds wait in Redis until a feed worker reads them ---
     max_feed_bytes: int = Field(default=100 * 1024 * 1024, ge=1024, description="POST /v1/imports upload cap")
     feed_ttl_s: int = Field(default=86400, ge=60, description="how long an uploaded feed waits to be read")
+    # --- videos (services/gateway/video): Shop now on a frame, and pre-indexed shoppable timelines ---
+    max_video_bytes: int = Field(default=200 * 1024 * 1024, ge=1024, description="video upload/fetch cap")
+    video_sample_interval_s: float = Field(default=0.5, gt=0, le=60, description="pre-indexing step")
+    video_duplicate_threshold: float = Field(
+        default=0.03,
+        ge=0,
+        le=1,
+        description="mean grey difference (0..1) under which a frame is not re-searched",
+    )
+    video_max_frames: int = Field(default=2000, ge=1, description="sampled frames per video, at most")
+    video_index_concurrency: int = Field(default=1, ge=1, le=8, description="videos pre-indexed at once")
 
     @model_validator(mode="after")
     def _media_dir_exists(self) -> Self:

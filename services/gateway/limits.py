@@ -22,6 +22,7 @@ class RouteBodyLimits:
         self.search = settings.max_upload_bytes + FORM_OVERHEAD_BYTES
         self.product = settings.max_product_body_bytes
         self.feed = settings.max_feed_bytes + FORM_OVERHEAD_BYTES
+        self.video = settings.max_video_bytes + FORM_OVERHEAD_BYTES
 
     def __call__(self, scope: Scope) -> int:
         method, path = scope["method"], scope["path"]
@@ -31,6 +32,8 @@ class RouteBodyLimits:
             return self.product
         if method == "POST" and path == "/v1/imports":
             return self.feed
+        if method == "POST" and path in ("/v1/shop/frame", "/v1/videos"):
+            return self.video
         return SMALL_BODY_BYTES
 
 

@@ -102,6 +102,17 @@ async def search_image(
 ) -> SearchResponse:
     with timer.stage("decode"):
         decoded = await asyncio.to_thread(decode_image, data, settings.image_limits)
+    return await search_decoded(backends, settings, decoded, query, timer)
+
+
+async def search_decoded(
+    backends: Backends,
+    settings: GatewaySettings,
+    decoded: DecodedImage,
+    query: SearchQuery,
+    timer: StageTimer,
+) -> SearchResponse:
+    """Searches an already-decoded image (a photo, or a video frame)."""
     regions = await find_regions(backends, decoded, query, settings, timer)
     with timer.stage("embed"):
         crops = await asyncio.to_thread(crop_regions, decoded, regions, settings.crop_padding)

@@ -1,0 +1,1 @@
+"""Shop now on video: frames by time (PyAV), and pre-indexed shoppable timelines."""
