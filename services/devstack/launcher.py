@@ -235,10 +235,19 @@ def _stop_rank(name: str) -> int:
     return order.index(name) if name in order else 0
 
 
-def _require_free_port(host: str, port: int, name: str) -> None:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            raise StackError(f"port {port} for {name} is taken ({exc.strerror}); set its port") from exc
+def _require_free_port(host: str, port: int, name: str, wait_s: float = 5.0) -> None:
+    """Fails if the port stays taken for ``wait_s``: a process just stopped may take a moment
+    to release it, but a port held by something else is a configuration error."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+                return
+            except OSError as exc:
+                if time.monotonic() >= deadline:
+                    raise StackError(
+                        f"port {port} for {name} is taken ({exc.strerror}); set its port"
+                    ) from exc
+        time.sleep(0.1)

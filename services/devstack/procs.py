@@ -85,8 +85,11 @@ class ProcessTable:
 
 
 def _is_zombie(pid: int) -> bool:
+    """Exited, only waiting to be reaped. A multi-threaded process whose leader is a zombie while
+    other threads still exit is not there yet: it may hold its sockets (ports) until they are gone."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+        leader_exited = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+        return leader_exited and len(list(Path(f"/proc/{pid}/task").iterdir())) <= 1
     except (OSError, IndexError):
         return False
 
