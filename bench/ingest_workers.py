@@ -14,9 +14,7 @@ import csv
 import io
 import json
 import os
-import socket
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,16 +24,9 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.devstack.config import StackSettings  # noqa: E402
-from services.devstack.launcher import Stack  # noqa: E402
+from services.devstack.ephemeral import ephemeral_stack  # noqa: E402
 from services.scraper.cli import DEMO_MANIFESTS  # noqa: E402
 from services.scraper.demo_feed import demo_rows, write_feed  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -84,44 +75,28 @@ def main() -> int:
     )
     parser.add_argument("--items", type=int, default=1000, help="items per import")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = StackSettings(
-            run_dir=Path(tmp) / "run",
-            data_dir=Path(tmp) / "data",
-            load_demo=False,
-            gateway_port=free_port(),
-            detector_port=free_port(),
-            embedder_port=free_port(),
-            indexer_port=free_port(),
-            redis_url=f"redis://127.0.0.1:{free_port()}/0",
-        )
-        stack = Stack(settings)
-        try:
-            stack.up()
-            buffer = io.StringIO()
-            write_feed(
-                demo_rows(settings.datasets_dir, DEMO_MANIFESTS, f"{settings.gateway_url}/media"), buffer
-            )
-            first, second = halves(buffer.getvalue(), args.items)
-            results = {}
-            with httpx.Client(base_url=settings.gateway_url, timeout=30) as client:
-                for label, feed, extra in (
-                    ("1 embed worker", first, False),
-                    ("2 embed workers", second, True),
-                ):
-                    if extra:
-                        stack.start_worker("embed-2", ["embed"])
-                        time.sleep(2)
-                    procs = stack.running()
-                    before = {n: cpu_seconds(p.pid) for n, p in procs.items()}
-                    result = import_feed(client, feed, f"{label}.csv")
-                    result["cpu_s"] = {n: round(cpu_seconds(p.pid) - before[n], 1) for n, p in procs.items()}
-                    # Share of all cores the stack kept busy: near 1.0, more workers cannot help.
-                    cores = os.cpu_count() or 1
-                    result["cpu_busy"] = round(sum(result["cpu_s"].values()) / result["seconds"] / cores, 2)
-                    results[label] = result
-        finally:
-            stack.down()
+    with ephemeral_stack() as stack:
+        settings = stack.settings
+        buffer = io.StringIO()
+        write_feed(demo_rows(settings.datasets_dir, DEMO_MANIFESTS, f"{settings.gateway_url}/media"), buffer)
+        first, second = halves(buffer.getvalue(), args.items)
+        results = {}
+        with httpx.Client(base_url=settings.gateway_url, timeout=30) as client:
+            for label, feed, extra in (
+                ("1 embed worker", first, False),
+                ("2 embed workers", second, True),
+            ):
+                if extra:
+                    stack.start_worker("embed-2", ["embed"])
+                    time.sleep(2)
+                procs = stack.running()
+                before = {n: cpu_seconds(p.pid) for n, p in procs.items()}
+                result = import_feed(client, feed, f"{label}.csv")
+                result["cpu_s"] = {n: round(cpu_seconds(p.pid) - before[n], 1) for n, p in procs.items()}
+                # Share of all cores the stack kept busy: near 1.0, more workers cannot help.
+                cores = os.cpu_count() or 1
+                result["cpu_busy"] = round(sum(result["cpu_s"].values()) / result["seconds"] / cores, 2)
+                results[label] = result
     print(f"{'workers':<18}{'items':>7}{'seconds':>9}{'items/s':>9}{'cpu busy':>10}   cpu seconds by process")
     for label, r in results.items():
         row = f"{label:<18}{r['items']:>7}{r['seconds']:>9}{r['items_per_s']:>9}{r['cpu_busy']:>10}"

@@ -14,10 +14,8 @@ video router included) runs in this process against the stack's backends.
 
 import argparse
 import json
-import socket
 import statistics
 import sys
-import tempfile
 import time
 from itertools import islice
 from pathlib import Path
@@ -28,18 +26,11 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.devstack.config import StackSettings  # noqa: E402
-from services.devstack.launcher import Stack  # noqa: E402
+from services.devstack.ephemeral import ephemeral_stack  # noqa: E402
 from services.scraper.cli import DEMO_MANIFESTS  # noqa: E402
 from services.scraper.demo_feed import demo_rows  # noqa: E402
 
 PRODUCT_FIELDS = ("title", "category", "brand", "price", "currency", "image_url")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def put_products(client: httpx.Client, datasets: Path, count: int) -> int:
@@ -101,40 +92,24 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=20, help="requests of each kind")
     parser.add_argument("--products", type=int, default=40, help="catalog products to PUT")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = StackSettings(
-            run_dir=Path(tmp) / "run",
-            data_dir=Path(tmp) / "data",
-            load_demo=False,
-            gateway_port=free_port(),
-            detector_port=free_port(),
-            embedder_port=free_port(),
-            indexer_port=free_port(),
-            redis_url=f"redis://127.0.0.1:{free_port()}/0",
-        )
-        stack = Stack(settings)
-        try:
-            stack.up()
-            with httpx.Client(base_url=settings.gateway_url, timeout=60) as client:
-                products = put_products(client, settings.datasets_dir, args.products)
-            with httpx.Client(base_url=settings.gateway_url, timeout=120) as client:
-                media_url = f"/media/videos/clips/{args.clip}.mp4"
-                started = time.perf_counter()
-                registered = client.post("/v1/videos", json={"video_url": media_url})
-                registered.raise_for_status()
-                video_id = registered.json()["video_id"]
-                status = wait_ready(client, registered.json()["status_url"])
-                index_s = time.perf_counter() - started
-                if status["status"] != "ready":
-                    raise RuntimeError(f"indexing failed: {status['message']}")
-                duration = float(status["duration_s"])
-                times = [round((i + 0.5) * duration / args.samples, 3) for i in range(args.samples)]
-                timed(
-                    lambda: client.post("/v1/shop/frame", data={"video_url": media_url, "t": "0"})
-                )  # warm-up
-                runs = measure(client, video_id, media_url, times)
-        finally:
-            stack.down()
+    with ephemeral_stack() as stack:
+        settings = stack.settings
+        with httpx.Client(base_url=settings.gateway_url, timeout=60) as client:
+            products = put_products(client, settings.datasets_dir, args.products)
+        with httpx.Client(base_url=settings.gateway_url, timeout=120) as client:
+            media_url = f"/media/videos/clips/{args.clip}.mp4"
+            started = time.perf_counter()
+            registered = client.post("/v1/videos", json={"video_url": media_url})
+            registered.raise_for_status()
+            video_id = registered.json()["video_id"]
+            status = wait_ready(client, registered.json()["status_url"])
+            index_s = time.perf_counter() - started
+            if status["status"] != "ready":
+                raise RuntimeError(f"indexing failed: {status['message']}")
+            duration = float(status["duration_s"])
+            times = [round((i + 0.5) * duration / args.samples, 3) for i in range(args.samples)]
+            timed(lambda: client.post("/v1/shop/frame", data={"video_url": media_url, "t": "0"}))  # warm-up
+            runs = measure(client, video_id, media_url, times)
     cached, live = summary(runs["cached_ms"]), summary(runs["live_ms"])
     ratio = live["median"] / cached["median"]
     result = {

@@ -5,8 +5,6 @@ of ../shared/datasets. Nothing of ours is mocked.
 """
 
 import os
-import random
-import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,25 +14,11 @@ import httpx
 import pytest
 
 from services.devstack.config import StackSettings
+from services.devstack.ephemeral import free_port
 from services.devstack.launcher import Stack
 from tests.paths import DATASETS, MODELS, ROOT
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    """A free port BELOW the kernel's ephemeral range: a port taken from that range (bind to 0)
-    can be handed to some outgoing connection after we release it, and a service restarted
-    by a test would then find its own port taken."""
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    for port in random.sample(range(20000, min(low, 32768)), 200):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port below the ephemeral range")
 
 
 @dataclass

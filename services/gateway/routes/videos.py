@@ -18,12 +18,12 @@ from starlette.datastructures import UploadFile as FormFile
 
 from services.common.catalog import MAX_URL_CHARS
 from services.gateway.bodies import read_json
-from services.gateway.config import MAX_K_LIMIT
 from services.gateway.deps import GatewayState, State
 from services.gateway.errors import ApiError, error_responses
 from services.gateway.metrics import StageTimer
 from services.gateway.pipeline import SearchQuery
 from services.gateway.routes.imports import redis_errors
+from services.gateway.search_form import SearchOptions
 from services.gateway.video.frames import Frame, VideoError, duration_s, frame_at
 from services.gateway.video.indexing import VideoIndexer, search_frame
 from services.gateway.video.schemas import (
@@ -81,33 +81,14 @@ def _one_source(upload: Any, video_url: Any) -> None:
 )
 async def shop_frame(
     state: State,
+    query: SearchOptions,
     t: Annotated[float, Form(ge=0, allow_inf_nan=False, description="seconds from the start")],
     video: Annotated[UploadFile | None, File(description="the video; any format FFmpeg reads")] = None,
     video_url: Annotated[
         str | None, Form(max_length=MAX_URL_CHARS, description="http(s) URL or a /media/... path")
     ] = None,
-    detect: Annotated[bool, Form(description="false searches the whole frame")] = True,
-    k: Annotated[int, Form(ge=1, le=MAX_K_LIMIT, description="matches per object")] = 10,
-    category: Annotated[list[str] | None, Form(description="only these categories (repeatable)")] = None,
-    brand: Annotated[list[str] | None, Form(description="only these brands (repeatable)")] = None,
-    min_price: Annotated[float | None, Form(ge=0, allow_inf_nan=False)] = None,
-    max_price: Annotated[float | None, Form(ge=0, allow_inf_nan=False)] = None,
-    min_similarity: Annotated[float | None, Form(ge=-1, le=1, allow_inf_nan=False)] = None,
 ) -> FrameSearchResponse:
     timer = StageTimer()
-    if k > state.settings.max_k:
-        raise ApiError(422, "invalid_argument", f"k must be at most {state.settings.max_k}; got {k}")
-    if min_price is not None and max_price is not None and min_price > max_price:
-        raise ApiError(422, "invalid_argument", "min_price must not be greater than max_price")
-    query = SearchQuery(
-        k=k,
-        detect=detect,
-        categories=tuple(c for c in category or () if c),
-        brands=tuple(b for b in brand or () if b),
-        min_price=min_price,
-        max_price=max_price,
-        min_similarity=min_similarity or 0.0,
-    )
     video_url = video_url or None  # an HTML form sends an empty field for "not given"
     _one_source(video, video_url)
     with tempfile.TemporaryDirectory(prefix="vs-frame-") as tmp:
