@@ -3,15 +3,15 @@
 import contextlib
 import ipaddress
 import re
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Self
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
-from services.common.catalog import check_absolute_url
+from services.common.catalog import MAX_URL_CHARS, check_absolute_url
+from services.gateway.import_schemas import JobOptions
 
 MAX_START_URLS = 100
-MAX_URL_CHARS = 2048
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 
@@ -52,9 +52,7 @@ StartUrl = Annotated[str, Field(min_length=1, max_length=MAX_URL_CHARS), AfterVa
 Domain = Annotated[str, Field(min_length=1, max_length=253), AfterValidator(_domain)]
 
 
-class CrawlRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
+class CrawlRequest(JobOptions):
     start_urls: list[StartUrl] = Field(min_length=1, max_length=MAX_START_URLS)
     allowed_domains: list[Domain] | None = Field(
         default=None,
@@ -69,20 +67,6 @@ class CrawlRequest(BaseModel):
         default=1.0, gt=0, le=10, description="requests per second per host (robots.txt may lower it)"
     )
     concurrency: int = Field(default=4, ge=1, le=32, description="requests in flight at once")
-    source: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=200,
-        pattern=r"^\S+$",
-        description='the products\' source name (default "crawl:<host of the first start URL>")',
-    )
-    refresh_interval_s: int | None = Field(
-        default=None, ge=60, le=365 * 86400, description="re-crawl this often (seconds)"
-    )
-    mode: Literal["upsert", "sync"] = Field(
-        default="upsert",
-        description="sync: afterwards delete this source's products the crawl no longer found",
-    )
 
     @model_validator(mode="after")
     def _defaults_and_scope(self) -> Self:

@@ -4,18 +4,40 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from services.common.catalog import check_absolute_url
+from services.common.catalog import MAX_URL_CHARS, check_absolute_url
 from services.common.jobs import JobStatus
 
 JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
-MAX_URL_CHARS = 2048
 MAX_REFRESH_INTERVAL_S = 365 * 86400
 
 
-class ImportOptions(BaseModel):
-    """The form fields (or JSON body) of POST /v1/imports, next to the optional ``feed`` file."""
+class JobOptions(BaseModel):
+    """What every ingest job request (an import, a crawl) may set about its products' source."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    mode: Literal["upsert", "sync"] = Field(
+        default="upsert",
+        description="sync: once the job completes, delete this source's products it no longer found",
+    )
+    source: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        pattern=r"^\S+$",
+        description="the products' source name (default: the feed URL or file name; "
+        '"crawl:<host of the first start URL>" for a crawl)',
+    )
+    refresh_interval_s: int | None = Field(
+        default=None,
+        ge=60,
+        le=MAX_REFRESH_INTERVAL_S,
+        description="run the job again this often (seconds), re-fetching only what changed",
+    )
+
+
+class ImportOptions(JobOptions):
+    """The form fields (or JSON body) of POST /v1/imports, next to the optional ``feed`` file."""
 
     feed_url: str | None = Field(
         default=None,
@@ -24,23 +46,6 @@ class ImportOptions(BaseModel):
     )
     format: Literal["auto", "csv", "jsonl"] = Field(
         default="auto", description="auto: by file extension, content type, then first character"
-    )
-    mode: Literal["upsert", "sync"] = Field(
-        default="upsert",
-        description="sync: once the import completes, delete this source's products the feed no longer lists",
-    )
-    source: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=200,
-        pattern=r"^\S+$",
-        description="the products' source name (default: the feed URL or the uploaded file name)",
-    )
-    refresh_interval_s: int | None = Field(
-        default=None,
-        ge=60,
-        le=MAX_REFRESH_INTERVAL_S,
-        description="re-import the feed_url this often (seconds); an unchanged feed costs one 304",
     )
 
     @field_validator("feed_url")
