@@ -3,7 +3,6 @@
 import http.server
 import logging
 import signal
-import threading
 from collections.abc import Iterator
 from functools import partial
 
@@ -20,6 +19,7 @@ from tests.e2e.ingest import (
     wait_for,
     wait_until_done,
 )
+from tests.http_server import serving
 from tests.paths import DATASETS
 
 log = logging.getLogger(__name__)
@@ -40,10 +40,8 @@ def truncated_jpeg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     photo = (DATASETS / "scenes/extra/bus.jpg").read_bytes()
     (folder / "cut.jpg").write_bytes(photo[: len(photo) // 2])
     handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/cut.jpg"
-    server.shutdown()
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)) as url:
+        yield f"{url}/cut.jpg"
 
 
 def test_demo_feed_was_imported_through_the_pipeline(running: RunningStack) -> None:

@@ -4,6 +4,8 @@ import signal
 import time
 from typing import Any
 
+import httpx
+
 from tests.e2e.catalog import rows
 from tests.e2e.conftest import RunningStack
 
@@ -23,18 +25,20 @@ def _top(running: RunningStack, image: bytes) -> dict[str, Any]:
 
 def test_put_search_delete(running: RunningStack) -> None:
     image = _new_product_image()
+    jacket = {
+        "title": "E2E jacket",
+        "category": "Jackets",
+        "brand": "Acme",
+        "price": "49.5",
+        "currency": "EUR",
+    }
+
+    def put_jacket() -> httpx.Response:
+        files = {"image": ("new.jpg", image, "image/jpeg")}
+        return running.client.put("/v1/products/e2e-new-1", data=jacket, files=files)
+
     started = time.perf_counter()
-    put = running.client.put(
-        "/v1/products/e2e-new-1",
-        data={
-            "title": "E2E jacket",
-            "category": "Jackets",
-            "brand": "Acme",
-            "price": "49.5",
-            "currency": "EUR",
-        },
-        files={"image": ("new.jpg", image, "image/jpeg")},
-    )
+    put = put_jacket()
     assert put.status_code == 200, put.text
     top = _top(running, image)
     elapsed = time.perf_counter() - started
@@ -44,17 +48,7 @@ def test_put_search_delete(running: RunningStack) -> None:
     assert top["brand"] == "Acme"
     assert elapsed < 1.0, f"PUT then search took {elapsed:.2f}s"
 
-    again = running.client.put(
-        "/v1/products/e2e-new-1",
-        data={
-            "title": "E2E jacket",
-            "category": "Jackets",
-            "brand": "Acme",
-            "price": "49.5",
-            "currency": "EUR",
-        },
-        files={"image": ("new.jpg", image, "image/jpeg")},
-    )
+    again = put_jacket()
     assert again.json()["status"] == "unchanged"
 
     assert running.client.delete("/v1/products/e2e-new-1").status_code in (200, 204)

@@ -2,11 +2,12 @@
 with an ETag, answering conditional requests with 304."""
 
 import hashlib
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.http_server import serving
 
 
 @dataclass
@@ -51,12 +52,6 @@ def _handler(server: FeedServer) -> type[BaseHTTPRequestHandler]:
 @contextmanager
 def feed_server() -> Iterator[FeedServer]:
     state = FeedServer("")
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    state.base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))) as url:
+        state.base_url = url
         yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()

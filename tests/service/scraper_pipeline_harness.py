@@ -6,7 +6,6 @@ import functools
 import http.server
 import shutil
 import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -32,6 +31,7 @@ from services.scraper.config import ScraperSettings
 from services.scraper.context import WorkerContext, open_context
 from services.scraper.items import Item, emit_item
 from services.scraper.worker import resolve_stages, run_stages
+from tests.http_server import serving
 from tests.paths import DATASETS, MODELS
 
 DEADLINE_S = 10.0
@@ -84,15 +84,9 @@ def image_server(root: Path) -> Iterator[ImageServer]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    served.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as url:
+        served.url = url
         yield served
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def closed_port() -> int:

@@ -10,7 +10,6 @@ import contextlib
 import itertools
 import json
 import shutil
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -29,6 +28,7 @@ from services.scraper.context import WorkerContext, open_context
 from services.scraper.crawler import stage
 from services.scraper.crawler.extract import url_id
 from services.scraper.items import Item
+from tests.http_server import serving
 
 SLOW_S = 1.5  # the slow page answers after this...
 TIMEOUT_S = 0.8  # ...but the crawler gives up after this
@@ -69,13 +69,8 @@ class ShopHandler(SimpleHTTPRequestHandler):
 @contextmanager
 def serve(root: Path) -> Iterator[Shop]:
     shop = Shop(root)
-    thread = threading.Thread(target=shop.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(shop):
         yield shop
-    finally:
-        shop.shutdown()
-        shop.server_close()
 
 
 def html(body: str, head: str = "", ld: Any = None) -> str:

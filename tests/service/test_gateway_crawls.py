@@ -32,14 +32,6 @@ def gateway(backends: FakeBackends, redis_url: str) -> Iterator[TestClient]:
         yield client
 
 
-@pytest.fixture
-def store(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    yield client
-    client.close()
-
-
 def job_hash(store: redis.Redis, job_id: str) -> dict[str, str]:
     raw: Any = store.hgetall(Jobs.key(job_id))
     return {k.decode(): v.decode() for k, v in raw.items()}

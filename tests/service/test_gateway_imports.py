@@ -41,14 +41,6 @@ def client(backends: FakeBackends, redis_url: str) -> Iterator[TestClient]:
         yield test_client
 
 
-@pytest.fixture
-def store(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    yield client
-    client.close()
-
-
 def spec_of(store: redis.Redis, job_id: str) -> dict[str, Any]:
     return dict(json.loads(store.hget(f"vs:job:{job_id}", "spec") or "{}"))
 

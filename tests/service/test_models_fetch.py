@@ -7,7 +7,6 @@ can cut the connection half-way through a body, so resume, restart and retry run
 import hashlib
 import random
 import re
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,6 +16,7 @@ import pytest
 
 from services.cli import main as visualsearch
 from services.models.cli import main as models
+from tests.http_server import serving
 
 BODY = random.Random(4).randbytes(300_000)
 SHA = hashlib.sha256(BODY).hexdigest()
@@ -93,16 +93,9 @@ def server() -> Iterator[FileServer]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    files.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    try:
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as url:
+        files.url = url
         yield files
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 from services.scraper.config import ScraperSettings
 from services.scraper.loader import load_items
 from services.scraper.manifest import CatalogItem
+from tests.http_server import serving
 
 
 class FakeGateway(BaseHTTPRequestHandler):
@@ -45,11 +45,8 @@ class FakeGateway(BaseHTTPRequestHandler):
 @pytest.fixture
 def gateway_url() -> Iterator[str]:
     FakeGateway.seen = {}
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeGateway)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), FakeGateway)) as url:
+        yield url
 
 
 def test_one_bad_item_never_aborts_the_load(tmp_path: Path, gateway_url: str) -> None:
