@@ -6,6 +6,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
+from services.embedder.views import ViewMode
 
 
 class EmbedderSettings(ServiceSettings):
@@ -20,3 +21,9 @@ class EmbedderSettings(ServiceSettings):
     )
     max_request_images: int = Field(default=64, ge=1, le=4096, description="more -> RESOURCE_EXHAUSTED")
     threads: int = Field(default=2, ge=1, le=64, description="onnxruntime intra-op threads")
+    views: ViewMode = Field(
+        default="multi-crop",
+        description="whole = one centre crop per image (the seed method); multi-crop = whole image plus "
+        "five zoomed crops, summed (docs/quality.md)",
+    )
+    view_fraction: float = Field(default=0.7, gt=0.0, lt=1.0, description="side of each zoomed crop")

@@ -53,7 +53,7 @@ async def serve(settings: EmbedderSettings, resolved: ResolvedModel) -> None:
 
 async def start_grpc(settings: EmbedderSettings) -> tuple[GrpcServer, EmbedderServicer]:
     """Binds and starts the server, NOT_SERVING and answering UNAVAILABLE until a model is attached."""
-    servicer = EmbedderServicer(settings.max_request_images)
+    servicer = EmbedderServicer(settings.max_request_images, settings.views, settings.view_fraction)
     grpc_server = GrpcServer([SERVICE_NAME], settings.grpc_max_message_bytes)
     embedder_pb2_grpc.add_EmbedderServicer_to_server(servicer, grpc_server.server)
     await grpc_server.start(settings.host, settings.port)

@@ -12,14 +12,18 @@ from services.common.images import RGB, from_proto
 from services.embedder.batching import MicroBatcher
 from services.embedder.model import OnnxEmbedder
 from services.embedder.preprocess import build_batch
+from services.embedder.views import ViewMode, combine_views, expand_views, view_count, views_model_id
 
 
 class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
     """Registered before the model loads (gRPC needs handlers before start); answers UNAVAILABLE
     until :meth:`attach` hands it the warmed-up model and its batcher."""
 
-    def __init__(self, max_request_images: int) -> None:
+    def __init__(
+        self, max_request_images: int, views: ViewMode = "whole", view_fraction: float = 0.7
+    ) -> None:
         self._max_request_images = max_request_images
+        self._views, self._view_fraction = views, view_fraction
         self._model: OnnxEmbedder | None = None
         self._batcher: MicroBatcher | None = None
 
@@ -32,11 +36,13 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
     ) -> embedder_pb2.EmbedResponse:
         model, batcher = self._ready()
         images = self._decode(request.images)
-        tensor = await asyncio.to_thread(build_batch, images, model.preprocessing)  # (N, 3, crop, crop)
-        vectors = await batcher.embed(list(tensor))  # (N, dim)
+        views = expand_views(images, self._views, self._view_fraction)  # N * V views
+        tensor = await asyncio.to_thread(build_batch, views, model.preprocessing)  # (N*V, 3, crop, crop)
+        rows = await batcher.embed(list(tensor))  # (N*V, dim)
+        vectors = combine_views(rows, view_count(self._views))  # (N, dim)
         return embedder_pb2.EmbedResponse(
             embeddings=[embedder_pb2.Embedding(values=row.tolist()) for row in vectors],
-            model_id=model.model_id,
+            model_id=self._model_id(model),
             dim=model.dim,
         )
 
@@ -45,7 +51,12 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
         self, request: embedder_pb2.EmbedderInfoRequest, context: grpc.aio.ServicerContext
     ) -> embedder_pb2.EmbedderInfo:
         model, batcher = self._ready()
-        return embedder_pb2.EmbedderInfo(model_id=model.model_id, dim=model.dim, max_batch=batcher.max_batch)
+        return embedder_pb2.EmbedderInfo(
+            model_id=self._model_id(model), dim=model.dim, max_batch=batcher.max_batch
+        )
+
+    def _model_id(self, model: OnnxEmbedder) -> str:
+        return views_model_id(model.model_id, self._views, self._view_fraction)
 
     def _ready(self) -> tuple[OnnxEmbedder, MicroBatcher]:
         if self._model is None or self._batcher is None:

@@ -38,7 +38,12 @@ class GatewaySettings(ServiceSettings):
     max_pixels: int = Field(default=40_000_000, ge=1)
     min_side: int = Field(default=16, ge=1)
     max_side: int = Field(default=1024, ge=0, description="decoded images are downscaled to this; 0 keeps")
-    max_objects: int = Field(default=8, ge=1, le=64)
+    max_objects: int = Field(default=8, ge=1, le=64, description="objects searched per photo, in all")
+    whole_image_object: bool = Field(
+        default=True,
+        description="answer with the whole image as the first object, before the detected ones "
+        "(docs/quality.md); false = detected objects only",
+    )
     max_k: int = Field(default=MAX_K_LIMIT, ge=1, le=MAX_K_LIMIT)
     max_images_per_product: int = Field(default=8, ge=1, le=MAX_IMAGES_LIMIT)
     crop_padding: float = Field(default=0.04, ge=0.0, le=1.0, description="share of box size added per side")

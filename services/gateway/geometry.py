@@ -84,3 +84,29 @@ def most_prominent(regions: Sequence[Region], width: float, height: float, limit
 
 def whole_image(width: float, height: float) -> Region:
     return Region((0.0, 0.0, float(width), float(height)), "image", 1.0, padded=False)
+
+
+# A detection covering this share of the image is the whole image again, as an object.
+WHOLE_IMAGE_SHARE = 0.9
+
+
+def objects_to_search(
+    detections: Sequence[Region], width: float, height: float, limit: int, whole_first: bool
+) -> list[Region]:
+    """The regions a photo is searched with, in answer order.
+
+    ``whole_first`` lists the whole image before the detections: most photos show one product,
+    framed by the shopper, and the whole image finds it more often than any detector crop does
+    (docs/quality.md); the detected objects follow, each with its own matches, for photos of
+    several products. Without it, the detections alone (the whole image when there are none).
+    """
+    whole = whole_image(width, height)
+    if not whole_first:
+        return most_prominent(detections, width, height, limit) or [whole]
+    area = float(width) * float(height)
+    distinct = [r for r in detections if _area(r.box) < WHOLE_IMAGE_SHARE * area]
+    return [whole, *most_prominent(distinct, width, height, limit - 1)]
+
+
+def _area(box: Box) -> float:
+    return (box[2] - box[0]) * (box[3] - box[1])

@@ -1,7 +1,8 @@
 """Search orchestration: decode once -> detect -> crop -> one Embed batch -> one Search batch.
 
-Objects are ordered by prominence (detector confidence x share of the image area) and capped
-at ``max_objects``; when nothing is detected the whole image is searched as one object.
+The whole image comes first (``whole_image_object``), then the detected objects ordered by
+prominence (detector confidence x share of the image area), capped at ``max_objects`` in all;
+when nothing is detected the whole image is searched as one object.
 """
 
 import asyncio
@@ -18,7 +19,7 @@ from services.gateway.geometry import (
     Region,
     clip_box,
     crop_slice,
-    most_prominent,
+    objects_to_search,
     pad_box,
     scale_box,
     whole_image,
@@ -37,6 +38,8 @@ class SearchQuery:
     min_price: float | None = None
     max_price: float | None = None
     min_similarity: float = 0.0
+    # False for video frames: a paused frame is a scene, and its products are what the shopper wants.
+    whole_image_object: bool = True
 
     def filter(self) -> indexer_pb2.Filter:
         return indexer_pb2.Filter(
@@ -93,8 +96,13 @@ async def find_regions(
         message = await asyncio.to_thread(to_proto, decoded.pixels)  # the working-size image
         detections = await backends.detector.detect(message)
     regions = detections_to_regions(detections, decoded)
-    ranked = most_prominent(regions, decoded.width, decoded.height, settings.max_objects)
-    return ranked or [whole_image(decoded.width, decoded.height)]
+    return objects_to_search(
+        regions,
+        decoded.width,
+        decoded.height,
+        settings.max_objects,
+        whole_first=settings.whole_image_object and query.whole_image_object,
+    )
 
 
 async def search_image(

@@ -18,6 +18,14 @@ class IndexerSettings(ServiceSettings):
     max_k: int = Field(default=1000, ge=1, le=10_000)
     max_vectors_per_product: int = Field(default=32, ge=1, le=1024)
     max_list_limit: int = Field(default=1000, ge=1, le=100_000)
+    category_rerank: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="weight of the nearest products' category vote in the ranking; 0 = plain cosine order "
+        "(docs/quality.md)",
+    )
+    rerank_neighbours: int = Field(default=10, ge=1, le=100, description="how many nearest products vote")
     snapshot_interval_s: float = Field(
         default=30.0, gt=0, description="how often a changed index is snapshotted to disk"
     )

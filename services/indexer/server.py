@@ -13,6 +13,7 @@ from services.common.metrics import start_metrics_server
 from services.common.settings import load_settings
 from services.indexer.config import IndexerSettings
 from services.indexer.locking import StateDirLocked
+from services.indexer.rerank import CategoryRerank
 from services.indexer.servicer import IndexerServicer
 from services.indexer.store import CatalogStore, StoreLimits
 
@@ -42,7 +43,8 @@ async def start_server(settings: IndexerSettings) -> RunningIndexer:
 
     Tests call this with ``port=0`` and a temporary ``state_dir`` to run the real server in-process.
     """
-    store = CatalogStore(settings.state_path, _limits(settings))
+    rerank = CategoryRerank(settings.category_rerank, settings.rerank_neighbours)
+    store = CatalogStore(settings.state_path, _limits(settings), rerank)
     server = GrpcServer([SERVICE_NAME], settings.grpc_max_message_bytes)
     indexer_pb2_grpc.add_IndexerServicer_to_server(IndexerServicer(store, settings.max_k), server.server)
     port = await server.start(settings.host, settings.port)

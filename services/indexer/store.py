@@ -20,6 +20,7 @@ from services.indexer.ids import vector_id
 from services.indexer.index import FaissIndex
 from services.indexer.locking import RWLock, lock_dir, unlock_dir
 from services.indexer.records import Match, ModelInfo, ProductRecord, SearchParams, Stats, VectorIds, Vectors
+from services.indexer.rerank import CategoryRerank, rerank_by_category
 from services.indexer.search import Hit, merge_best, nearest_products, select_page
 
 DEFAULT_LIST_LIMIT = 50
@@ -34,9 +35,12 @@ class StoreLimits:
 
 
 class CatalogStore:
-    def __init__(self, state_dir: Path, limits: StoreLimits = StoreLimits()) -> None:
+    def __init__(
+        self, state_dir: Path, limits: StoreLimits = StoreLimits(), rerank: CategoryRerank = CategoryRerank()
+    ) -> None:
         self._dir = state_dir
         self._limits = limits
+        self._rerank = rerank
         self._lock = RWLock()
         self._snapshot_lock = threading.Lock()
         self._catalog: Catalog | None = None
@@ -163,7 +167,7 @@ class CatalogStore:
                     raise InvalidInput(
                         f"queries have {queries.shape[1]} values; the index's dim is {model.dim}"
                     )
-            per_query = self._nearest(catalog, queries, params, exclude=None)
+            per_query = [self._reranked(catalog, h) for h in self._nearest(catalog, queries, params, None)]
             pages = [select_page(h, params.offset, params.k, params.min_similarity) for h in per_query]
             return [self._matches(catalog, page) for page in pages]
 
@@ -175,7 +179,7 @@ class CatalogStore:
             queries = catalog.product_vectors(product_id, self._model.dim) if self._model else None
             if queries is None or len(queries) == 0:
                 raise NotFound(f"product {product_id!r} not found")
-            hits = merge_best(self._nearest(catalog, queries, params, exclude=product_id))
+            hits = self._reranked(catalog, merge_best(self._nearest(catalog, queries, params, product_id)))
             return self._matches(catalog, select_page(hits, params.offset, params.k, params.min_similarity))
 
     def stats(self) -> Stats:
@@ -226,10 +230,18 @@ class CatalogStore:
             lambda q, n: index.search(q, n, allowed),
             catalog.vector_owners,
             queries,
-            need=params.offset + params.k,
+            need=self._rerank.pool(params.offset + params.k),
             candidates=candidates,
             min_similarity=params.min_similarity,
             exclude=exclude,
+        )
+
+    def _reranked(self, catalog: Catalog, hits: list[Hit]) -> list[Hit]:
+        if not self._rerank.enabled:
+            return hits
+        records = catalog.get_many([h.product_id for h in hits])
+        return rerank_by_category(
+            hits, lambda pid: records[pid].category if pid in records else "", self._rerank
         )
 
     @staticmethod

@@ -21,6 +21,7 @@ from services.embedder.manifest import load_manifest, resolve_model
 from services.embedder.model import OnnxEmbedder
 from services.embedder.preprocess import build_batch
 from services.embedder.server import SERVICE_NAME, make_batcher, start_grpc
+from services.embedder.views import ViewMode, combine_views, expand_views, view_count
 
 DEADLINE_S = 10.0
 PHOTOS = [
@@ -88,8 +89,12 @@ def vectors(reply: embedder_pb2.EmbedResponse) -> npt.NDArray[np.float32]:
     return np.array([list(e.values) for e in reply.embeddings], dtype=np.float32)
 
 
-def local(model: OnnxEmbedder, images: list[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
-    return model.embed(build_batch(images, model.preprocessing))
+def local(
+    model: OnnxEmbedder, images: list[npt.NDArray[np.uint8]], views: ViewMode = "multi-crop"
+) -> npt.NDArray[np.float32]:
+    """What the service must answer, computed in-process from the same pieces."""
+    rows = model.embed(build_batch(expand_views(images, views, 0.7), model.preprocessing))
+    return combine_views(rows, view_count(views))
 
 
 async def rpc_error(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
@@ -98,22 +103,29 @@ async def rpc_error(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
     return caught.value
 
 
+@pytest.mark.parametrize(
+    ("views", "model_id"),
+    [
+        ("whole", "mobilenetv2-features@e69b04dfa63c"),
+        ("multi-crop", "mobilenetv2-features@e69b04dfa63c+mc70"),
+    ],
+)
 def test_embed_returns_one_unit_vector_per_image_in_order(
-    model: OnnxEmbedder, photos: list[npt.NDArray[np.uint8]]
+    model: OnnxEmbedder, photos: list[npt.NDArray[np.uint8]], views: ViewMode, model_id: str
 ) -> None:
     async def body(client: Client) -> tuple[embedder_pb2.EmbedResponse, embedder_pb2.EmbedderInfo]:
         reply = await client.embed([to_proto(photo) for photo in photos])
         info = await client.stub.Info(embedder_pb2.EmbedderInfoRequest(), timeout=DEADLINE_S)
         return reply, info
 
-    reply, info = run(model, body)
-    assert reply.model_id == info.model_id == "mobilenetv2-features@e69b04dfa63c"
+    reply, info = run(model, body, views=views)
+    assert reply.model_id == info.model_id == model_id
     assert reply.dim == info.dim == 1280
     assert info.max_batch == 32
     served = vectors(reply)
     assert served.shape == (4, 1280)
     np.testing.assert_allclose(np.linalg.norm(served, axis=1), 1.0, atol=1e-5)
-    np.testing.assert_allclose(served, local(model, photos), atol=1e-4)  # request order kept
+    np.testing.assert_allclose(served, local(model, photos, views), atol=1e-4)  # request order kept
     watch, apple, other_watch = served[0], served[1], served[2]
     assert float(watch @ other_watch) > float(watch @ apple)
 

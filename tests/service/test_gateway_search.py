@@ -51,7 +51,7 @@ def search(client: TestClient, data: bytes, filename: str = "photo.jpg", **field
     return response
 
 
-def test_each_detected_object_gets_its_own_matches_in_original_coordinates(
+def test_the_whole_image_comes_first_then_each_detected_object_with_its_own_matches(
     client: TestClient, backends: FakeBackends
 ) -> None:
     seen_before, calls_before = len(backends.detector.seen), len(backends.embedder.calls)
@@ -61,18 +61,43 @@ def test_each_detected_object_gets_its_own_matches_in_original_coordinates(
     assert body["image"] == {"width": 2048, "height": 1536}
     objects = body["objects"]
     assert [(o["label"], o["box"]) for o in objects] == [
+        ("image", [0.0, 0.0, 2048.0, 1536.0]),
         ("handbag", [200.0, 300.0, 800.0, 900.0]),  # more confident, same size: first
         ("backpack", [1200.0, 400.0, 1800.0, 1000.0]),
     ]
-    assert [m["product_id"] for m in objects[0]["matches"]] == ["red-bag", "white-shirt"]
-    assert [m["product_id"] for m in objects[1]["matches"]] == ["blue-bag", "white-shirt"]
-    assert objects[0]["matches"][0]["price"] == 10.0
+    assert [m["product_id"] for m in objects[1]["matches"]] == ["red-bag", "white-shirt"]
+    assert [m["product_id"] for m in objects[2]["matches"]] == ["blue-bag", "white-shirt"]
+    assert objects[1]["matches"][0]["price"] == 10.0
     assert backends.detector.seen[seen_before:] == [(1024, 768)]  # the working-size image, once
-    # One batched Embed call; detections padded by 4% of 300 px (12 px) on each side.
-    assert backends.embedder.calls[calls_before:] == [[(324, 324), (324, 324)]]
-    assert len(backends.indexer.searches[-1].queries) == 2
+    # One batched Embed call: the whole working image, then the detections padded by 4% of 300 px
+    # (12 px) on each side.
+    assert backends.embedder.calls[calls_before:] == [[(1024, 768), (324, 324), (324, 324)]]
+    assert len(backends.indexer.searches[-1].queries) == 3
     assert set(body["timings_ms"]) == {"decode", "detect", "embed", "search", "total"}
     assert body["timings_ms"]["total"] >= body["timings_ms"]["decode"] > 0
+
+
+def test_detections_only_when_the_whole_image_object_is_off(backends: FakeBackends) -> None:
+    with gateway(backends, max_upload_bytes=MAX_UPLOAD, whole_image_object=False) as detections_only:
+        response = search(detections_only, encode(two_bag_scene()), k="1")
+    assert response.status_code == 200, response.text
+    objects = response.json()["objects"]
+    assert [(o["label"], o["matches"][0]["product_id"]) for o in objects] == [
+        ("handbag", "red-bag"),
+        ("backpack", "blue-bag"),
+    ]
+
+
+def test_a_detection_covering_the_whole_image_is_not_repeated(
+    client: TestClient, backends: FakeBackends
+) -> None:
+    backends.detector.detections = [
+        detection((0, 0, 1000, 760), "suitcase", 0.9),
+        detection(RED_BAG, "handbag", 0.9),
+    ]
+    response = search(client, encode(two_bag_scene()))
+    assert response.status_code == 200, response.text
+    assert [o["label"] for o in response.json()["objects"]] == ["image", "handbag"]
 
 
 def test_nothing_detected_searches_the_whole_image(client: TestClient, backends: FakeBackends) -> None:
@@ -240,7 +265,7 @@ def test_max_objects_caps_the_detections(backends: FakeBackends) -> None:
     with gateway(backends, max_objects=3) as small:
         response = search(small, encode(Image.new("RGB", (100, 100), "white")))
     assert response.status_code == 200, response.text
-    assert [o["label"] for o in response.json()["objects"]] == ["o0", "o1", "o2"]
+    assert [o["label"] for o in response.json()["objects"]] == ["image", "o0", "o1"]  # 3 in all
 
 
 def test_png_is_read_from_a_real_file_object(client: TestClient) -> None:

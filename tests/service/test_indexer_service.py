@@ -111,8 +111,11 @@ def run(coro: Coroutine[Any, Any, None]) -> None:
 
 
 @asynccontextmanager
-async def indexer(state_dir: Path) -> AsyncIterator[tuple[Stub, RunningIndexer]]:
-    settings = IndexerSettings(host="127.0.0.1", port=0, state_dir=state_dir, snapshot_interval_s=3600)
+async def indexer(state_dir: Path, **overrides: Any) -> AsyncIterator[tuple[Stub, RunningIndexer]]:
+    """An in-process indexer; plain cosine order unless a test turns category re-ranking on, since
+    most tests compare with brute force."""
+    options: dict[str, Any] = {"snapshot_interval_s": 3600, "category_rerank": 0.0, **overrides}
+    settings = IndexerSettings(host="127.0.0.1", port=0, state_dir=state_dir, **options)
     running = await start_server(settings)
     channel = make_channel(f"127.0.0.1:{running.port}")
     try:
@@ -186,6 +189,33 @@ def test_a_product_appears_once_at_its_best_score(tmp_path: Path) -> None:
             assert_ranked(got, brute_force(items, query))
             assert got[0][:1] == ("shoe-1",)
             assert got[0][2] == "shoe-1/img2.jpg"
+
+    run(body())
+
+
+def test_category_rerank_lifts_the_category_of_the_nearest_products(tmp_path: Path) -> None:
+    # A bag that happens to be nearest to a shoe-like query, behind which two shoes crowd: with
+    # re-ranking on, the neighbourhood's category (shoes) goes first; similarities stay the cosine.
+    base = unit(np.eye(8, dtype=np.float32)[0])
+    noise = np.eye(8, dtype=np.float32)
+    specs = [("bag-x", "bags", 0.30, 1), ("shoe-a", "shoes", 0.32, 2), ("shoe-b", "shoes", 0.34, 3)]
+    items = [
+        Item(
+            indexer_pb2.Product(product_id=pid, category=category),
+            [f"{pid}.jpg"],
+            unit((base + tilt * noise[axis])[None, :]),
+        )
+        for pid, category, tilt, axis in specs
+    ]
+
+    async def body() -> None:
+        async with indexer(tmp_path, category_rerank=0.1) as (stub, _):
+            for item in items:
+                await upsert(stub, item)
+            got = await search(stub, base, k=3, model_id=MODEL)
+            assert [p for p, _, _ in got] == ["shoe-a", "shoe-b", "bag-x"]
+            expected = {item.pid: float(item.vectors[0] @ base) for item in items}
+            assert all(sim == pytest.approx(expected[pid], abs=1e-5) for pid, sim, _ in got)
 
     run(body())
 

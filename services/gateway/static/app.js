@@ -150,6 +150,10 @@ export function drawBoxes(overlay, objects, size, onSelect) {
   const area = ({ box: [x1, y1, x2, y2] }) => (x2 - x1) * (y2 - y1);
   const order = objects.map((obj, index) => ({ obj, index })).sort((a, b) => area(b.obj) - area(a.obj));
   order.forEach(({ obj, index }) => {
+    if (isWholeImage(obj)) {
+      overlay.append(wholeImageChip(index, onSelect));
+      return;
+    }
     const [x1, y1, x2, y2] = obj.box;
     const label = `${obj.label} ${Math.round(obj.confidence * 100)}%`;
     const button = el(
@@ -170,6 +174,28 @@ export function drawBoxes(overlay, objects, size, onSelect) {
     overlay.append(button);
   });
 }
+
+// The whole photo is an answer of its own (the first one); a corner chip selects it without
+// covering the picture, so the boxes under it stay clickable and a box of one's own can be drawn.
+const isWholeImage = (obj) => obj.label === "image";
+
+function wholeImageChip(index, onSelect) {
+  return el(
+    "button",
+    {
+      type: "button",
+      class: "box whole",
+      "data-index": String(index),
+      "aria-label": "Show matches for the whole photo",
+      "aria-pressed": "false",
+      onclick: () => onSelect(index),
+    },
+    el("span", { class: "box-label" }, "whole photo"),
+  );
+}
+
+const objectName = (obj) =>
+  isWholeImage(obj) ? "the whole photo" : `${obj.label} (${Math.round(obj.confidence * 100)}%)`;
 
 export function markSelected(overlay, index) {
   for (const box of overlay.querySelectorAll(".box")) {
@@ -214,7 +240,7 @@ export class ShopView {
   select(index) {
     const obj = this.objects[index];
     markSelected(this.overlay, index);
-    this.heading.textContent = `Matches for ${obj.label} (${Math.round(obj.confidence * 100)}%)`;
+    this.heading.textContent = `Matches for ${objectName(obj)}`;
     const more = (p) => showSimilar(p, { heading: this.heading, list: this.list, status: this.status });
     renderProducts(this.list, obj.matches, more);
   }
@@ -227,8 +253,8 @@ export class ShopView {
 }
 
 export function describeResult(body) {
-  const n = body.objects.length;
+  const n = body.objects.filter((obj) => !isWholeImage(obj)).length;
   const ms = Math.round(body.timings_ms?.total ?? 0);
-  if (n === 1 && body.objects[0].label === "image") return `Nothing detected: searched the whole image (${ms} ms).`;
+  if (n === 0) return `Nothing detected: searched the whole image (${ms} ms).`;
   return `${n} object${n === 1 ? "" : "s"} found in ${ms} ms. Select a box to see its matches.`;
 }

@@ -8,6 +8,7 @@ workers (a Redis stream, like imports) is a later step.
 """
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,10 +41,11 @@ async def search_frame(
     query: SearchQuery,
     timer: StageTimer,
 ) -> FrameSearchResponse:
-    """One decoded frame through the photo search pipeline."""
+    """One decoded frame through the photo search pipeline, answering with the detected objects."""
     with timer.stage("decode"):
         decoded = await asyncio.to_thread(to_decoded, rgb, settings.max_side)
-    result = await search_decoded(backends, settings, decoded, query, timer)
+    frame_query = dataclasses.replace(query, whole_image_object=False)
+    result = await search_decoded(backends, settings, decoded, frame_query, timer)
     return FrameSearchResponse(**dict(result), frame_time_s=round(time_s, 4))
 
 
