@@ -24,15 +24,10 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.perfkit import cpu_seconds  # noqa: E402
 from services.devstack.ephemeral import ephemeral_stack  # noqa: E402
 from services.scraper.cli import DEMO_MANIFESTS  # noqa: E402
 from services.scraper.demo_feed import demo_rows, write_feed  # noqa: E402
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process and its live threads, in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def import_feed(client: httpx.Client, feed: str, name: str) -> dict[str, Any]:
