@@ -6,6 +6,8 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
+from services.indexer.ann import IndexType
+from services.indexer.index import DEFAULT_NPROBE
 
 
 class IndexerSettings(ServiceSettings):
@@ -28,6 +30,21 @@ class IndexerSettings(ServiceSettings):
     rerank_neighbours: int = Field(default=10, ge=1, le=100, description="how many nearest products vote")
     snapshot_interval_s: float = Field(
         default=30.0, gt=0, description="how often a changed index is snapshotted to disk"
+    )
+
+    index_type: IndexType = Field(
+        default="auto",
+        description="auto = exact flat below ann_threshold vectors, IVF-SQ8 from it; flat = always exact; "
+        "ivf-sq8 / ivf-flat = always that IVF (once >= 1024 vectors); bench/index measures them",
+    )
+    ann_threshold: int = Field(
+        default=100_000, ge=1, description="vectors from which index_type=auto switches to IVF-SQ8"
+    )
+    nprobe: int = Field(
+        default=DEFAULT_NPROBE, ge=1, le=65_536, description="IVF lists scanned per query: recall vs speed"
+    )
+    ann_retrain_growth: float = Field(
+        default=4.0, gt=1.0, description="retrain the IVF when the catalog grew (or shrank) this many times"
     )
 
     @property

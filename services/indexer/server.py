@@ -11,6 +11,7 @@ from services.common.grpc_server import GrpcServer
 from services.common.logs import setup_logging
 from services.common.metrics import start_metrics_server
 from services.common.settings import load_settings
+from services.indexer.ann import IndexPolicy
 from services.indexer.config import IndexerSettings
 from services.indexer.locking import StateDirLocked
 from services.indexer.rerank import CategoryRerank
@@ -44,7 +45,10 @@ async def start_server(settings: IndexerSettings) -> RunningIndexer:
     Tests call this with ``port=0`` and a temporary ``state_dir`` to run the real server in-process.
     """
     rerank = CategoryRerank(settings.category_rerank, settings.rerank_neighbours)
-    store = CatalogStore(settings.state_path, _limits(settings), rerank)
+    policy = IndexPolicy(
+        settings.index_type, settings.ann_threshold, settings.nprobe, settings.ann_retrain_growth
+    )
+    store = CatalogStore(settings.state_path, _limits(settings), rerank, policy)
     server = GrpcServer([SERVICE_NAME], settings.grpc_max_message_bytes)
     indexer_pb2_grpc.add_IndexerServicer_to_server(IndexerServicer(store, settings.max_k), server.server)
     port = await server.start(settings.host, settings.port)

@@ -14,7 +14,7 @@ import numpy as np
 
 from services.common.errors import Conflict, InvalidInput, NotFound, TooLarge, Unavailable
 from services.common.ids import validate_product_id
-from services.indexer import snapshot, validation
+from services.indexer import ann, snapshot, validation
 from services.indexer.catalog import Catalog
 from services.indexer.ids import vector_id
 from services.indexer.index import FaissIndex
@@ -36,11 +36,16 @@ class StoreLimits:
 
 class CatalogStore:
     def __init__(
-        self, state_dir: Path, limits: StoreLimits = StoreLimits(), rerank: CategoryRerank = CategoryRerank()
+        self,
+        state_dir: Path,
+        limits: StoreLimits = StoreLimits(),
+        rerank: CategoryRerank = CategoryRerank(),
+        policy: ann.IndexPolicy = ann.IndexPolicy(),
     ) -> None:
         self._dir = state_dir
         self._limits = limits
         self._rerank = rerank
+        self._policy = policy
         self._lock = RWLock()
         self._snapshot_lock = threading.Lock()
         self._catalog: Catalog | None = None
@@ -49,7 +54,7 @@ class CatalogStore:
         self._generation = 0
         self._saved_generation = 0
         self._dir_lock: int | None = None
-        self.load_path = ""  # how open() got the index: empty, snapshot or rebuild
+        self.load_path = ""  # how open() got the index: empty, snapshot or rebuild (+kind if switched)
 
     def open(self) -> None:
         """Blocking: opens the catalog and loads or rebuilds the index. Call off the event loop."""
@@ -57,14 +62,17 @@ class CatalogStore:
         self._dir_lock = lock_dir(self._dir)
         try:
             catalog = Catalog(self._dir / "catalog.sqlite3")
-            self._index, self.load_path = snapshot.load_or_rebuild(catalog, self._dir)
+            loaded, self.load_path = snapshot.load_or_rebuild(catalog, self._dir)
+            self._index = self._maintained(catalog, loaded)
+            if self._index is not None and self._index is not loaded:
+                self.load_path += f"+{self._index.kind}"  # e.g. "rebuild+ivf-sq8"
         except BaseException:
             unlock_dir(self._dir_lock)
             self._dir_lock = None
             raise
         self._model, self._generation = catalog.model(), catalog.generation()
-        # A rebuilt index is worth saving soon: the next start can then skip the rebuild.
-        self._saved_generation = self._generation if self.load_path != "rebuild" else -1
+        # A rebuilt (or re-kinded) index is worth saving soon: the next start can then skip the work.
+        self._saved_generation = self._generation if self.load_path == "snapshot" else -1
         self._catalog = catalog  # last: marks the store ready
 
     def close(self) -> None:
@@ -188,6 +196,12 @@ class CatalogStore:
             products, vectors = catalog.counts()
             return Stats(products, vectors, self._model)
 
+    @property
+    def index_kind(self) -> str:
+        """ "flat", "ivf-sq8" or "ivf-flat"; "" before the first vector."""
+        index = self._index
+        return index.kind if index is not None else ""
+
     def _ready(self) -> Catalog:
         if self._catalog is None:
             raise Unavailable("the index is still loading")
@@ -214,9 +228,17 @@ class CatalogStore:
             self._index.remove(old)
             if vectors is not None:
                 self._index.add(ids, vectors)
+            self._index = self._maintained(catalog, self._index)
         except Exception:
             log.exception("index update failed after the catalog commit; rebuilding the index")
-            self._index = snapshot.rebuild(catalog, self._model.dim)
+            self._index = self._maintained(catalog, snapshot.rebuild(catalog, self._model.dim))
+
+    def _maintained(self, catalog: Catalog, index: FaissIndex | None) -> FaissIndex | None:
+        """The index of the kind the policy wants for the catalog's size (flat or IVF, see ann.py)."""
+        if index is None:
+            return None
+        dim = index.dim
+        return ann.maintain(index, self._policy, lambda: catalog.iter_vectors(dim))
 
     def _nearest(
         self, catalog: Catalog, queries: Vectors, params: SearchParams, exclude: str | None
