@@ -7,6 +7,7 @@ measured side by side in one run, because these 2-core machines are noisy. Full 
 
 import fcntl
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -90,6 +91,12 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def bench_logging() -> None:
+    """Progress to stderr with timestamps; per-request client logs would drown it."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @contextmanager

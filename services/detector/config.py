@@ -31,6 +31,19 @@ class DetectorSettings(ServiceSettings):
         default_factory=list, description="allow-list of label names; empty keeps every class"
     )
     threads: int = Field(default=2, ge=1, le=64, description="onnxruntime intra-op threads")
+    # 2: under load two runs share the session's thread pool and each mostly runs on its own
+    # calling thread (no waiting on a busy pool thread); alone, a run still gets both threads.
+    parallel_runs: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="requests detected at the same time (they share the `threads` onnxruntime threads)",
+    )
+    spin_wait: bool = Field(
+        default=False,
+        description="let idle onnxruntime threads busy-wait for the next op: a little faster alone, "
+        "but under load they burn the cores the embedder needs (bench/results/throughput.json)",
+    )
 
     @field_validator("classes", mode="before")
     @classmethod

@@ -22,7 +22,7 @@ from services.detector.postprocess import (
     postprocess,
     yolox_grid,
 )
-from services.detector.preprocess import letterbox
+from services.detector.preprocess import Letterboxed, letterbox
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,8 @@ class Detection:
 
 
 class YoloDetector:
-    """Loads once, then :meth:`detect` is safe to call from any one thread at a time."""
+    """Loads once; then :meth:`detect` may be called from several threads at once (onnxruntime
+    sessions run concurrently, and the pre- and post-processing are pure functions)."""
 
     def __init__(
         self,
@@ -61,6 +62,7 @@ class YoloDetector:
         labels_path: Path | None = None,
         classes: Sequence[str] = (),
         threads: int = 2,
+        spin_wait: bool = False,
         conf_threshold: float = 0.25,
         iou_threshold: float = 0.45,
         max_detections: int = 20,
@@ -72,7 +74,7 @@ class YoloDetector:
         self.conf_threshold = conf_threshold
         self.iou_threshold = iou_threshold
         self.max_detections = max_detections
-        self._session = _session(model_path, threads)
+        self._session = _session(model_path, threads, spin_wait)
         model_input, model_output = self._session.get_inputs()[0], self._session.get_outputs()[0]
         self._input_name, self._output_name = model_input.name, model_output.name
         metadata: Mapping[str, str] = self._session.get_modelmeta().custom_metadata_map
@@ -98,6 +100,7 @@ class YoloDetector:
             labels_path=settings.labels_path,
             classes=settings.classes,
             threads=settings.threads,
+            spin_wait=settings.spin_wait,
             conf_threshold=settings.conf_threshold,
             iou_threshold=settings.iou_threshold,
             max_detections=settings.max_detections,
@@ -124,8 +127,8 @@ class YoloDetector:
         if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
             raise ValueError(f"expected (H, W, 3) uint8 pixels, got {pixels.shape} {pixels.dtype}")
         height, width = pixels.shape[:2]
-        boxed = letterbox(pixels, self.input_size, bgr=self._bgr, scale=self._scale)
-        (output,) = self._session.run([self._output_name], {self._input_name: boxed.tensor})
+        boxed = self.preprocess(pixels)
+        output = self.infer(boxed.tensor)
         candidates = self._decode(output, self.conf_threshold if conf_threshold is None else conf_threshold)
         kept = postprocess(
             candidates,
@@ -142,6 +145,15 @@ class YoloDetector:
                 kept.boxes.tolist(), kept.scores.tolist(), kept.class_ids.tolist(), strict=True
             )
         ]
+
+    def preprocess(self, pixels: npt.NDArray[np.uint8]) -> Letterboxed:
+        """(H, W, 3) RGB uint8 -> the letterboxed (1, 3, S, S) model input and its geometry."""
+        return letterbox(pixels, self.input_size, bgr=self._bgr, scale=self._scale)
+
+    def infer(self, tensor: FloatArray) -> FloatArray:
+        """The bare model run: (1, 3, S, S) input -> raw output (benches time it on its own)."""
+        (output,) = self._session.run([self._output_name], {self._input_name: tensor})
+        return np.asarray(output, dtype=np.float32)
 
 
 def model_id(path: Path) -> str:
@@ -189,10 +201,13 @@ def allow_mask(labels: Sequence[str], classes: Sequence[str]) -> BoolArray | Non
     return mask
 
 
-def _session(path: Path, threads: int) -> ort.InferenceSession:
+def _session(path: Path, threads: int, spin_wait: bool) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1  # one request at a time; parallelism lives inside each op
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # Spinning threads look busy to the OS: on a shared box they slow the other model process.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin_wait else "0")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 

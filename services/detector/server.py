@@ -42,7 +42,7 @@ async def start_server(settings: DetectorSettings, detector: YoloDetector | None
     Tests pass an already loaded ``detector`` and ``port=0`` to run the real server in-process.
     """
     server = GrpcServer([SERVICE_NAME], settings.grpc_max_message_bytes)
-    servicer = DetectorServicer()
+    servicer = DetectorServicer(settings.parallel_runs)
     detector_pb2_grpc.add_DetectorServicer_to_server(servicer, server.server)
     port = await server.start(settings.host, settings.port)
     try:

@@ -17,11 +17,11 @@ from services.detector.model import Detection, YoloDetector
 class DetectorServicer(detector_pb2_grpc.DetectorServicer):
     """Registered before the server starts; :meth:`attach` hands it the model once loaded and warm."""
 
-    def __init__(self) -> None:
+    def __init__(self, parallel_runs: int = 1) -> None:
         self._detector: YoloDetector | None = None
-        # One worker: inference calls queue instead of oversubscribing the CPU cores with
+        # A bounded pool: inference calls queue instead of oversubscribing the CPU cores with
         # concurrent onnxruntime runs, and a cancelled call that has not started never runs.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detector-infer")
+        self._executor = ThreadPoolExecutor(max_workers=parallel_runs, thread_name_prefix="detector-infer")
 
     def attach(self, detector: YoloDetector) -> None:
         self._detector = detector

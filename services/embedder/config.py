@@ -16,11 +16,23 @@ class EmbedderSettings(ServiceSettings):
     model: str = Field(default="mobilenetv2-features", min_length=1, description="a model manifest entry")
     manifest: Path | None = Field(default=None, description="models.toml to read; None = the packaged one")
     max_batch: int = Field(default=32, ge=1, le=256, description="images per model run")
+    # 0: no idle wait. Each request's images and whatever queued while the model was busy still
+    # share runs, and bigger runs are no cheaper per image here (run_chunk); waiting only added
+    # max_wait to every search (bench/results/latency.json).
     max_wait_ms: float = Field(
-        default=5.0, ge=0.0, le=1000.0, description="how long the first waiting image waits for company"
+        default=0.0, ge=0.0, le=1000.0, description="how long the first waiting image waits for company"
     )
     max_request_images: int = Field(default=64, ge=1, le=4096, description="more -> RESOURCE_EXHAUSTED")
-    threads: int = Field(default=2, ge=1, le=64, description="onnxruntime intra-op threads")
+    threads: int = Field(
+        default=2, ge=1, le=64, description="model runs in parallel, one core each (chunks of a batch)"
+    )
+    run_chunk: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="images per model run: MobileNetV2 on CPU is no cheaper per image in bigger runs, "
+        "and runs of 16+ spill the caches (bench/results/latency.json)",
+    )
     views: ViewMode = Field(
         default="multi-crop",
         description="whole = one centre crop per image (the seed method); multi-crop = whole image plus "

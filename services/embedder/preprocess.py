@@ -72,10 +72,14 @@ def normalise(crops: npt.NDArray[np.uint8], spec: PreprocessSpec) -> Tensor:
     """(N, crop, crop, 3) RGB uint8 -> (N, 3, crop, crop) float32 (x - mean) / std in model order."""
     if spec.bgr:
         crops = crops[..., ::-1]
-    mean = np.asarray(spec.mean, dtype=np.float32)  # (3,), broadcasts over the channel axis
-    std = np.asarray(spec.std, dtype=np.float32)
-    scaled = (crops.astype(np.float32) - mean) / std  # (N, crop, crop, 3)
-    return np.ascontiguousarray(scaled.transpose(0, 3, 1, 2))  # (N, 3, crop, crop)
+    # One strided uint8 -> float32 pass into NCHW order, then two in-place passes: 3x less
+    # memory traffic than subtract, divide and transpose as separate temporaries.
+    tensor = crops.transpose(0, 3, 1, 2).astype(np.float32, order="C")  # (N, 3, crop, crop)
+    mean = np.asarray(spec.mean, dtype=np.float32).reshape(3, 1, 1)  # broadcasts per channel
+    std = np.asarray(spec.std, dtype=np.float32).reshape(3, 1, 1)
+    tensor -= mean
+    tensor /= std
+    return tensor
 
 
 def build_batch(images: Sequence[RGB], spec: PreprocessSpec) -> Tensor:

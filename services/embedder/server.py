@@ -3,8 +3,6 @@
 import asyncio
 import logging
 
-import numpy as np
-
 from services.common.gen.visualsearch.v1 import embedder_pb2_grpc
 from services.common.grpc_server import GrpcServer
 from services.common.logs import setup_logging
@@ -49,6 +47,7 @@ async def serve(settings: EmbedderSettings, resolved: ResolvedModel) -> None:
         await grpc_server.run_until_signal()
     finally:
         await batcher.close()
+        model.close()
 
 
 async def start_grpc(settings: EmbedderSettings) -> tuple[GrpcServer, EmbedderServicer]:
@@ -62,13 +61,13 @@ async def start_grpc(settings: EmbedderSettings) -> tuple[GrpcServer, EmbedderSe
 
 def load_model(resolved: ResolvedModel, settings: EmbedderSettings) -> OnnxEmbedder:
     """Blocking: opens the session and warms the batch sizes traffic will use."""
-    model = OnnxEmbedder(resolved, threads=settings.threads)
+    model = OnnxEmbedder(resolved, threads=settings.threads, run_chunk=settings.run_chunk)
     model.warmup(sorted({1, settings.max_batch}))
     return model
 
 
 def make_batcher(model: OnnxEmbedder, settings: EmbedderSettings) -> MicroBatcher:
     def run(items: list[Item]) -> Rows:
-        return model.embed(np.stack(items))  # (n, 3, crop, crop) -> (n, dim)
+        return model.embed(items)  # n items (3, crop, crop) -> (n, dim)
 
     return MicroBatcher(run, settings.max_batch, settings.max_wait_ms)

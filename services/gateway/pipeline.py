@@ -7,11 +7,13 @@ when nothing is detected the whole image is searched as one object.
 
 import asyncio
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from services.common.errors import InvalidInput
-from services.common.gen.visualsearch.v1 import detector_pb2, image_pb2, indexer_pb2
-from services.common.images import DecodedImage, decode_image, to_proto
+from services.common.gen.visualsearch.v1 import image_pb2, indexer_pb2
+from services.common.images import RGB, DecodedImage, decode_image, to_proto
 from services.gateway.clients import Backends
 from services.gateway.config import GatewaySettings
 from services.gateway.geometry import (
@@ -50,7 +52,25 @@ class SearchQuery:
         )
 
 
-def detections_to_regions(detections: list[detector_pb2.Detection], decoded: DecodedImage) -> list[Region]:
+class BoxLike(Protocol):
+    """A detector box in working coordinates: the wire message, or the detector's own record
+    (bench/perfkit runs this pipeline in-process with the model classes)."""
+
+    @property
+    def x1(self) -> float: ...
+    @property
+    def y1(self) -> float: ...
+    @property
+    def x2(self) -> float: ...
+    @property
+    def y2(self) -> float: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def confidence(self) -> float: ...
+
+
+def detections_to_regions(detections: Sequence[BoxLike], decoded: DecodedImage) -> list[Region]:
     """Detector boxes (working coordinates) -> regions in original coordinates, clipped."""
     regions = []
     for det in detections:
@@ -64,8 +84,8 @@ def detections_to_regions(detections: list[detector_pb2.Detection], decoded: Dec
     return regions
 
 
-def crop_regions(decoded: DecodedImage, regions: list[Region], padding: float) -> list[image_pb2.RgbImage]:
-    """Blocking: one working-size crop per region (detections padded). Run it in a thread."""
+def crop_pixels(decoded: DecodedImage, regions: Sequence[Region], padding: float) -> list[RGB]:
+    """One working-size crop per region (detections padded), as views of the decoded pixels."""
     pixels = decoded.pixels  # (h, w, 3)
     height, width = pixels.shape[:2]
     crops = []
@@ -74,8 +94,13 @@ def crop_regions(decoded: DecodedImage, regions: list[Region], padding: float) -
         if region.padded:
             box = pad_box(box, padding, width, height)
         x1, y1, x2, y2 = crop_slice(box, width, height)
-        crops.append(to_proto(pixels[y1:y2, x1:x2]))  # (y2-y1, x2-x1, 3)
+        crops.append(pixels[y1:y2, x1:x2])  # (y2-y1, x2-x1, 3)
     return crops
+
+
+def crop_regions(decoded: DecodedImage, regions: list[Region], padding: float) -> list[image_pb2.RgbImage]:
+    """Blocking: :func:`crop_pixels` as wire messages. Run it in a thread."""
+    return [to_proto(crop) for crop in crop_pixels(decoded, regions, padding)]
 
 
 async def find_regions(

@@ -180,3 +180,19 @@ def test_not_serving_and_unavailable_until_the_model_is_attached() -> None:
             servicer.close()
 
     assert asyncio.run(run()) == ("NOT_SERVING", grpc.StatusCode.UNAVAILABLE)
+
+
+def test_concurrent_detects_run_in_parallel_and_agree(
+    settings: DetectorSettings, detector: YoloDetector, bus: image_pb2.RgbImage
+) -> None:
+    """parallel_runs=2 (the default): overlapping calls share the session and get the same answer."""
+    assert settings.parallel_runs == 2
+
+    async def scenario(channel: Any) -> list[detector_pb2.DetectResponse]:
+        stub = detector_pb2_grpc.DetectorStub(channel)
+        request = detector_pb2.DetectRequest(image=bus)
+        return list(await asyncio.gather(*(stub.Detect(request, timeout=DEADLINE_S) for _ in range(4))))
+
+    replies = with_server(settings, detector, scenario)
+    assert all(reply == replies[0] for reply in replies)
+    assert Counter(d.label for d in replies[0].detections) == {"person": 4, "bus": 1}

@@ -21,6 +21,8 @@ def test_defaults(models: Path) -> None:
     assert settings.labels_path == models / "coco80_labels.txt"
     assert (settings.decoder, settings.conf_threshold, settings.iou_threshold) == ("yolov8", 0.25, 0.45)
     assert (settings.max_detections, settings.classes, settings.threads) == (20, [], 2)
+    assert settings.parallel_runs == 2
+    assert settings.spin_wait is False  # idle onnxruntime threads must not steal the embedder's cores
 
 
 def test_env_overrides_and_comma_separated_classes(models: Path, monkeypatch: pytest.MonkeyPatch) -> None:

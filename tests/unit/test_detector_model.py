@@ -42,6 +42,23 @@ def test_model_facts(detector: YoloDetector) -> None:
     assert detector.allowed_labels == detector.labels
 
 
+def test_bare_run_is_the_model_on_the_letterboxed_input(detector: YoloDetector) -> None:
+    boxed = detector.preprocess(load(SCENES / "extra" / "bus.jpg"))
+    assert boxed.tensor.shape == (1, 3, 640, 640)
+    output = detector.infer(boxed.tensor)
+    assert output.shape == (1, 84, 8400)
+    assert output.dtype == np.float32
+
+
+def test_spinning_threads_give_the_same_detections() -> None:
+    path = MODELS / "yolov8n_fp32_from_int8.onnx"
+    pixels = load(SCENES / "extra" / "bus.jpg")
+    spinning = YoloDetector(path, labels_path=MODELS / "coco80_labels.txt", spin_wait=True)
+    assert spinning.detect(pixels) == YoloDetector(path, labels_path=MODELS / "coco80_labels.txt").detect(
+        pixels
+    )
+
+
 def test_bus(detector: YoloDetector) -> None:
     found = detector.detect(load(SCENES / "extra" / "bus.jpg"))
     assert Counter(d.label for d in found) == {"person": 4, "bus": 1}

@@ -117,3 +117,26 @@ def test_a_corrupt_file_is_a_clear_error(resolved: ResolvedModel, tmp_path: Path
     broken.write_bytes(b"not an onnx graph")
     with pytest.raises(ModelError, match=r"cannot load ONNX model .*broken\.onnx"):
         OnnxEmbedder(ResolvedModel(resolved.entry, broken, "0" * 64))
+
+
+def test_parallel_chunked_runs_give_the_vectors_of_one_run(
+    resolved: ResolvedModel, datasets_dir: Path
+) -> None:
+    # 7 images over 2 threads in chunks of at most 3: uneven chunks, rows must stay in order.
+    images = [photo(datasets_dir, p) for p in (WATCH_A, WATCH_B, APPLE)] * 2 + [photo(datasets_dir, APPLE)]
+    batch = build_batch(images, OnnxEmbedder(resolved, threads=1).preprocessing)
+    one_run = OnnxEmbedder(resolved, threads=1, run_chunk=64)
+    chunked = OnnxEmbedder(resolved, threads=2, run_chunk=3)
+    try:
+        np.testing.assert_allclose(chunked.embed(batch), one_run.embed(batch), atol=1e-5)
+        # The micro-batcher hands over items (one (3, crop, crop) array each), not one tensor.
+        np.testing.assert_allclose(chunked.embed(list(batch)), one_run.embed(batch), atol=1e-5)
+    finally:
+        chunked.close()
+
+
+def test_threads_and_run_chunk_must_be_positive(resolved: ResolvedModel) -> None:
+    with pytest.raises(ValueError, match="threads >= 1"):
+        OnnxEmbedder(resolved, threads=0)
+    with pytest.raises(ValueError, match="run_chunk >= 1"):
+        OnnxEmbedder(resolved, run_chunk=0)

@@ -16,7 +16,7 @@ from services.gateway.geometry import (
     parse_box,
     prominence,
 )
-from services.gateway.pipeline import crop_regions, detections_to_regions
+from services.gateway.pipeline import crop_pixels, crop_regions, detections_to_regions
 
 
 @pytest.mark.parametrize(
@@ -118,3 +118,12 @@ def test_crops_are_cut_from_the_working_image_at_the_scaled_box() -> None:
     assert (crop[0, 0, 0], crop[0, 0, 1]) == (100, 50)  # its top-left pixel is working (100, 50)
     assert padded_crop.shape == (120, 120, 3)  # 10% of 100 px on each side
     assert (padded_crop[0, 0, 0], padded_crop[0, 0, 1]) == (90, 40)
+
+
+def test_crop_pixels_are_views_of_the_working_image_like_the_wire_crops() -> None:
+    decoded = _decoded(2000, 1000, 0.25)
+    regions = [Region((400.0, 200.0, 800.0, 600.0), "bag", 0.9, padded=True)]
+    (view,) = crop_pixels(decoded, regions, padding=0.1)
+    assert np.shares_memory(view, decoded.pixels)  # no copy until it goes on the wire
+    (wire,) = crop_regions(decoded, regions, padding=0.1)
+    np.testing.assert_array_equal(view, from_proto(wire))
