@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal, cast
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
 from services.common.streams import as_text
 
@@ -193,16 +194,25 @@ class Jobs:
         await self._finish_expansion(keys=[self.key(job_id)], args=[now_millis()])
 
     async def finish_item(
-        self, job_id: str, product_id: str, outcome: Outcome, error: ItemError | None = None
+        self,
+        job_id: str,
+        product_id: str,
+        outcome: Outcome,
+        error: ItemError | None = None,
+        pipe: Pipeline | None = None,
     ) -> bool:
-        """Records an item's outcome; False if this product already had one in this job."""
+        """Records an item's outcome; False if this product already had one in this job.
+
+        With ``pipe`` the script is only queued on that pipeline (its result comes with the
+        pipeline's) and True is returned: a stage settles a whole batch in one round trip."""
         error_json = json.dumps(asdict(error)) if error is not None else ""
         key = self.key(job_id)
         recorded = await self._finish_item(
             keys=[key, f"{key}:items", f"{key}:errors"],
             args=[product_id, outcome, error_json, now_millis(), MAX_ERRORS_KEPT],
+            client=pipe,
         )
-        return bool(recorded)
+        return True if pipe is not None else bool(recorded)
 
     async def has_outcome(self, job_id: str, product_id: str) -> bool:
         """Whether the product's item in this job already ended (done, skipped or failed)."""

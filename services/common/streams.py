@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
 
 log = logging.getLogger(__name__)
@@ -92,8 +93,7 @@ class Streams:
     async def ack(self, message: Message, group: str) -> None:
         """Done with a message: acknowledge and delete it (one group per stream)."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xack(message.stream, group, message.id)
-            pipe.xdel(message.stream, message.id)
+            queue_ack(pipe, message, group)
             await pipe.execute()
 
     async def forward(
@@ -102,9 +102,7 @@ class Streams:
         """Hands the item to the next stage and acknowledges it here, atomically: an item is never
         lost between two stages, nor duplicated by a crash between the two steps."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(stream, fields)  # type: ignore[arg-type]
-            pipe.xack(message.stream, group, message.id)
-            pipe.xdel(message.stream, message.id)
+            queue_forward(pipe, message, group, stream, fields)
             await pipe.execute()
 
     async def length(self, stream: str) -> int:
@@ -115,6 +113,20 @@ class Streams:
         # Polling on purpose: the consumers that drain the stream live in other processes.
         while await self.length(stream) >= high_water:  # noqa: ASYNC110
             await asyncio.sleep(poll_s)
+
+
+def queue_ack(pipe: Pipeline, message: Message, group: str) -> None:
+    """Adds the acknowledgement and deletion of ``message`` to a pipeline (see Streams.ack)."""
+    pipe.xack(message.stream, group, message.id)
+    pipe.xdel(message.stream, message.id)
+
+
+def queue_forward(
+    pipe: Pipeline, message: Message, group: str, stream: str, fields: dict[str, str | bytes]
+) -> None:
+    """Adds a hand-over to ``stream`` to a transaction pipeline (see Streams.forward)."""
+    pipe.xadd(stream, fields)  # type: ignore[arg-type]
+    queue_ack(pipe, message, group)
 
 
 def as_text(value: bytes | str) -> str:

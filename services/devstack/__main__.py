@@ -6,8 +6,9 @@ import signal
 import sys
 import threading
 
+from services.devstack.checks import StackError
 from services.devstack.config import StackSettings
-from services.devstack.launcher import Stack, StackError
+from services.devstack.launcher import Stack
 
 log = logging.getLogger("devstack")
 

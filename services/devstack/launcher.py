@@ -2,11 +2,11 @@
 worker, demo catalog."""
 
 import asyncio
+import json
 import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,9 +14,8 @@ from collections.abc import Sequence
 from urllib.parse import urlparse
 
 import httpx
-import redis
 
-from services.common.grpc_client import health_status, make_channel
+from services.devstack.checks import StackError, grpc_serving, redis_ping, require_free_port
 from services.devstack.config import StackSettings
 from services.devstack.procs import Proc, ProcessTable
 from services.scraper.cli import DEMO_MANIFESTS
@@ -32,16 +31,15 @@ GRPC_SERVICES = {
 ALL_SERVICES = (*GRPC_SERVICES, "gateway")
 WORKER = "scraper"  # the stack's ingest worker (all stages); more can be started with start_worker
 WORKER_START_S = 1.0  # how long a new worker must stay up to count as started
-
-
-class StackError(RuntimeError):
-    """The stack could not be brought up; the message says why and where the logs are."""
+READY_POLL_S = 0.1  # readiness polls while starting; short, so start-up times are not rounded up
 
 
 class Stack:
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
         self.procs = ProcessTable(settings.run_dir)
+        # Seconds from the start of up() until each service (and redis, the worker) was ready.
+        self.ready_s: dict[str, float] = {}
 
     # ---- addresses and environment -------------------------------------------------------
     def port(self, name: str) -> int:
@@ -69,6 +67,11 @@ class Stack:
             VS_SCRAPER_INDEXER_ADDR=self.address("indexer"),
             VS_SCRAPER_GATEWAY_URL=s.gateway_url,
             VS_SCRAPER_ALLOW_PRIVATE_URLS=env.get("VS_SCRAPER_ALLOW_PRIVATE_URLS", "true"),
+            # The worker reads the gateway's /media/ files (the demo feed's images) from disk:
+            # an HTTP round trip per image cost the stack as much CPU as the rest of the fetch.
+            VS_SCRAPER_LOCAL_MEDIA=env.get(
+                "VS_SCRAPER_LOCAL_MEDIA", json.dumps({f"{s.gateway_url}/media/": str(s.datasets_dir)})
+            ),
         )
         for name in ALL_SERVICES:
             env[f"VS_{name.upper()}_HOST"] = s.host
@@ -85,21 +88,24 @@ class Stack:
     def up(self) -> None:
         if self.running():
             raise StackError(f"a stack is already running from {self.settings.run_dir}; run ./scripts/down")
+        started = time.monotonic()
+        self.ready_s = {}
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._check_inputs()
         self.ensure_redis()
-        for name in GRPC_SERVICES:
+        self.ready_s["redis"] = time.monotonic() - started
+        # All at once: the gateway connects to its backends lazily and its /readyz waits for them,
+        # so its own start-up (imports, app) overlaps the models loading instead of following it.
+        for name in ALL_SERVICES:
             self.start_service(name)
-        for name in GRPC_SERVICES:
-            self.wait_ready(name)
-        self.start_service("gateway")
-        self.wait_ready("gateway")
+        self.wait_all_ready(list(ALL_SERVICES), started)
         self.start_worker(WORKER)
+        self.ready_s["worker"] = time.monotonic() - started
         if self.settings.load_demo:
             self.load_demo()
 
     def start_service(self, name: str) -> Proc:
-        _require_free_port(self.settings.host, self.port(name), name)
+        require_free_port(self.settings.host, self.port(name), name)
         return self.procs.spawn(name, [self.python(), "-m", f"services.{name}"], self.env())
 
     def start_worker(self, name: str, stages: Sequence[str] = ()) -> Proc:
@@ -124,18 +130,33 @@ class Stack:
         return proc
 
     def wait_ready(self, name: str) -> None:
-        proc = self.procs.load()[name]
+        self.wait_all_ready([name], time.monotonic())
+
+    def wait_all_ready(self, names: list[str], started: float) -> None:
+        """Polls every service in ``names`` each round until all are ready; records when each was
+        (seconds since ``started``, in :attr:`ready_s`). Fails as soon as one exits."""
+        procs = self.procs.load()
+        waiting = list(names)
         deadline = time.monotonic() + self.settings.start_timeout_s
-        while time.monotonic() < deadline:
-            if not self.procs.alive(proc):
-                raise StackError(
-                    f"{name} exited during start-up; its log ends with:\n{self.procs.tail(proc)}"
-                )
-            if self._is_ready(name):
-                log.info("%s ready on %s", name, self.address(name))
-                return
-            time.sleep(0.2)
-        raise StackError(f"{name} not ready after {self.settings.start_timeout_s:.0f}s; see {proc.log_file}")
+        while waiting and time.monotonic() < deadline:
+            for name in list(waiting):
+                if not self.procs.alive(procs[name]):
+                    raise StackError(
+                        f"{name} exited during start-up; its log ends with:\n{self.procs.tail(procs[name])}"
+                    )
+                if name == "gateway" and set(waiting) & set(GRPC_SERVICES):
+                    continue  # its /readyz needs the backends: asking now would only cost CPU
+                if self._is_ready(name):
+                    self.ready_s[name] = time.monotonic() - started
+                    log.info("%s ready on %s", name, self.address(name))
+                    waiting.remove(name)
+            if waiting:
+                time.sleep(READY_POLL_S)
+        if waiting:
+            logs = ", ".join(procs[n].log_file for n in waiting)
+            raise StackError(
+                f"{', '.join(waiting)} not ready after {self.settings.start_timeout_s:.0f}s; see {logs}"
+            )
 
     def _is_ready(self, name: str) -> bool:
         if name == "gateway":
@@ -143,7 +164,7 @@ class Stack:
                 return httpx.get(f"{self.settings.gateway_url}/readyz", timeout=2.0).status_code == 200
             except httpx.HTTPError:
                 return False
-        return asyncio.run(_grpc_serving(self.address(name), GRPC_SERVICES[name])) == "SERVING"
+        return asyncio.run(grpc_serving(self.address(name), GRPC_SERVICES[name])) == "SERVING"
 
     def stop_service(self, name: str, sig: signal.Signals = signal.SIGTERM) -> None:
         self.procs.stop(name, sig)
@@ -158,7 +179,7 @@ class Stack:
     # ---- Redis and the demo catalog --------------------------------------------------------
     def ensure_redis(self) -> None:
         """Uses a Redis already answering at VS_REDIS_URL, or starts a local redis-server there."""
-        if _redis_ping(self.settings.redis_url):
+        if redis_ping(self.settings.redis_url):
             log.info("using the Redis already running at %s", self.settings.redis_url)
             return
         url = urlparse(self.settings.redis_url)
@@ -170,7 +191,7 @@ class Stack:
         redis_dir = self.settings.run_dir / "redis"
         redis_dir.mkdir(parents=True, exist_ok=True)
         port = url.port or 6379
-        _require_free_port("127.0.0.1", port, "redis")
+        require_free_port("127.0.0.1", port, "redis")
         cmd = [
             server,
             "--port",
@@ -188,7 +209,7 @@ class Stack:
         ]
         self.procs.spawn("redis", cmd, dict(os.environ))
         deadline = time.monotonic() + 20
-        while not _redis_ping(self.settings.redis_url):
+        while not redis_ping(self.settings.redis_url):
             if time.monotonic() > deadline:
                 raise StackError(f"redis-server did not answer on port {port}")
             time.sleep(0.1)
@@ -216,38 +237,8 @@ class Stack:
             raise StackError(f"datasets directory {self.settings.datasets_dir} not found")
 
 
-async def _grpc_serving(address: str, service: str) -> str:
-    async with make_channel(address) as channel:
-        return await health_status(channel, service, deadline_s=1.0)
-
-
-def _redis_ping(url: str) -> bool:
-    try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=1).ping())
-    except (redis.RedisError, OSError):
-        return False
-
-
 def _stop_rank(name: str) -> int:
     """Gateway and ingest workers (any other name) first, so no call reaches a stopping backend;
     Redis last."""
     order = ("gateway", *GRPC_SERVICES, "redis")
     return order.index(name) if name in order else 0
-
-
-def _require_free_port(host: str, port: int, name: str, wait_s: float = 5.0) -> None:
-    """Fails if the port stays taken for ``wait_s``: a process just stopped may take a moment
-    to release it, but a port held by something else is a configuration error."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        with socket.socket() as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((host, port))
-                return
-            except OSError as exc:
-                if time.monotonic() >= deadline:
-                    raise StackError(
-                        f"port {port} for {name} is taken ({exc.strerror}); set its port"
-                    ) from exc
-        time.sleep(0.1)

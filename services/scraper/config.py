@@ -1,5 +1,7 @@
 """Scraper settings (``VS_SCRAPER_*``; the Redis URL is the stack-wide ``VS_REDIS_URL``)."""
 
+from pathlib import Path
+
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -32,6 +34,11 @@ class ScraperSettings(BaseSettings):
     fetch_concurrency: int = Field(
         default=8, ge=1, le=256, description="images downloaded at once per worker"
     )
+    local_media: dict[str, Path] = Field(
+        default_factory=dict,
+        description="image URL prefix -> local folder holding the same files, read from disk instead "
+        'of downloaded, e.g. {"http://127.0.0.1:8080/media/": "/srv/datasets"} (JSON)',
+    )
     max_feed_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
     # Decoded like the gateway decodes a PUT, so an imported product embeds exactly like a PUT one.
     max_pixels: int = Field(default=40_000_000, ge=1)
@@ -55,6 +62,10 @@ class ScraperSettings(BaseSettings):
     retry_max_s: float = Field(default=60.0, gt=0, description="cap of the exponential retry back-off")
     embed_in_flight: int = Field(default=2, ge=1, le=16, description="Embed calls at once per worker")
     index_in_flight: int = Field(default=8, ge=1, le=64, description="Upsert calls at once per worker")
+    # Items per stream read in the fetch and index stages: a batch is read, and its hand-overs or
+    # outcomes settled, in one Redis round trip each; its items are handled concurrently.
+    fetch_batch: int = Field(default=4, ge=1, le=64, description="items per read in the fetch stage")
+    index_batch: int = Field(default=4, ge=1, le=64, description="items per read in the index stage")
     # Decoded pixels wait in Redis (up to 3 MB per image): the fetch stage pauses at this depth.
     embed_high_water: int = Field(default=64, ge=1)
     url_cache_ttl_s: int = Field(

@@ -135,3 +135,23 @@ def test_unchanged_items_are_skipped_without_download_and_a_changed_one_is_updat
                 assert sorted(status for _, status in web.requests) == [200] + [304] * 6
 
     asyncio.run(scenario())
+
+
+def test_images_under_a_local_media_mount_are_read_from_disk(redis_url: str, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        with image_server(tmp_path) as web:
+            urls = [web.add_photo(photo) for photo in PHOTOS[:6]]
+            items = [product(f"local{n}", [url], row=n + 2) for n, url in enumerate(urls)]
+            items.append(product("missing", [f"{web.url}/nope.jpg"], row=9))  # no file: downloaded
+            mounts = {f"{web.url}/": str(tmp_path)}
+            async with pipeline(redis_url, tmp_path / "index", local_media=mounts) as p:
+                job_id = await p.emit(items)
+                async with p.worker():
+                    status = await p.wait_job(job_id)
+                assert (status.status, status.done, status.failed) == ("completed", 6, 1)
+                assert (await p.errors(job_id))["missing"]["http_status"] == 404  # the server's answer
+                assert web.requests == [("/nope.jpg", 404)]  # the six photos never went over HTTP
+                for item, photo in zip(items[:6], PHOTOS[:6], strict=True):
+                    assert await p.top_match(photo.read_bytes()) == item.product_id
+
+    asyncio.run(scenario())

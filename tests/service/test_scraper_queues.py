@@ -8,6 +8,10 @@ import redis.asyncio as aioredis
 
 from services.common.jobs import ItemError, Jobs
 from services.common.streams import Streams
+from services.scraper.config import ScraperSettings
+from services.scraper.context import open_context
+from services.scraper.stages.actions import Ack, Finish, Forward
+from services.scraper.stages.settle import settle
 
 T = TypeVar("T")
 
@@ -117,5 +121,33 @@ def test_a_job_with_no_items_completes_when_expanded(redis_url: str) -> None:
         assert failed is not None
         assert (failed.status, failed.message) == ("failed", "the feed URL returned HTTP 500")
         assert {j.job_id for j in await jobs.recent()} == {other, job_id}  # newest first
+
+    run(redis_url, scenario)
+
+
+def test_a_batch_is_settled_in_one_transaction(redis_url: str) -> None:
+    async def scenario(client: aioredis.Redis) -> None:
+        async with open_context(ScraperSettings(redis_url=redis_url), "w") as ctx:
+            job_id = await ctx.jobs.create("import", {})
+            await ctx.jobs.start(job_id)
+            for pid in ("p1", "p2", "p3"):
+                assert await ctx.jobs.emit(job_id, pid, "s", {"job_id": job_id, "product_id": pid})
+            await ctx.jobs.finish_expansion(job_id)
+            await ctx.streams.ensure_group("s", "g")
+            await ctx.streams.add("s", {"kind": "not an item"})
+            m1, m2, m3, m4 = await ctx.streams.read("s", "g", "w", count=10, block_ms=100)
+            error = ItemError("p2", "g", "not_image", "not an image")
+            await settle(
+                ctx, "g", [(m1, Forward("next", {"product_id": "p1"})), (m2, Finish("failed", error)),
+                           (m3, Finish("done")), (m4, Ack())],
+            )  # fmt: skip
+            assert await ctx.streams.length("s") == 0  # every message acknowledged and deleted
+            assert (await client.xpending("s", "g"))["pending"] == 0
+            assert await ctx.streams.length("next") == 1
+            status = await ctx.jobs.get(job_id)
+            assert status is not None
+            # p1 moved on, p2 and p3 finished: the job waits for p1.
+            assert (status.status, status.done, status.failed) == ("running", 1, 1)
+            assert [e["code"] for e in await ctx.jobs.errors(job_id)] == ["not_image"]
 
     run(redis_url, scenario)

@@ -24,6 +24,7 @@ from services.scraper.stages.actions import Action, Finish, Forward, failure_act
 from services.scraper.stages.download import Download, Downloader, UrlCache
 from services.scraper.stages.failures import StageFailure, from_image_error, from_rpc_error, validated_meta
 from services.scraper.stages.index import remember_source
+from services.scraper.stages.local_media import LocalMedia
 from services.scraper.stages.payload import PayloadError, embed_fields, read_item
 from services.scraper.stages.runner import Stage, run_stage
 
@@ -40,7 +41,9 @@ async def run(ctx: WorkerContext, stop: asyncio.Event) -> None:
             NAME,
             FETCH,
             per_message(stage.handle, NAME),
-            in_flight=s.fetch_concurrency,
+            batch=s.fetch_batch,
+            # fetch_concurrency items at once, in batches of fetch_batch.
+            in_flight=max(1, -(-s.fetch_concurrency // s.fetch_batch)),
             downstream=EMBED,
             high_water=s.embed_high_water,
         ),
@@ -52,7 +55,8 @@ class FetchStage:
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
         cache = UrlCache(ctx.redis, ctx.settings.url_cache_ttl_s)
-        self.downloader = Downloader(ctx.fetcher, cache, ctx.settings.fetch_concurrency)
+        local = LocalMedia(ctx.settings.local_media, ctx.settings.fetch_max_bytes)
+        self.downloader = Downloader(ctx.fetcher, cache, ctx.settings.fetch_concurrency, local)
 
     async def handle(self, message: Message) -> Action:
         try:

@@ -39,9 +39,13 @@ async def remember_source(client: aioredis.Redis, item: Item) -> None:
 
 
 async def run(ctx: WorkerContext, stop: asyncio.Event) -> None:
-    stage = IndexStage(ctx)
+    s, stage = ctx.settings, IndexStage(ctx)
+    # index_in_flight upserts at once, in batches of index_batch items.
+    in_flight = max(1, -(-s.index_in_flight // s.index_batch))
     await run_stage(
-        ctx, Stage(NAME, INDEX, per_message(stage.handle, NAME), in_flight=ctx.settings.index_in_flight), stop
+        ctx,
+        Stage(NAME, INDEX, per_message(stage.handle, NAME), batch=s.index_batch, in_flight=in_flight),
+        stop,
     )
 
 

@@ -47,6 +47,7 @@ from services.scraper.stages.actions import (
 )
 from services.scraper.stages.failures import backoff_s
 from services.scraper.stages.redelivery import Redelivery, dead_letter_item
+from services.scraper.stages.settle import Settleable, settle_all
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +175,7 @@ class _Runner:
             except Exception as exc:
                 actions.update((m.id, exception_action(self.stage.name, m, exc)) for m in live)
             STAGE_SECONDS.labels(self.stage.name).observe(time.perf_counter() - started)
-        outcomes = await asyncio.gather(*(self._apply(m, actions[m.id]) for m in batch))
+        outcomes = await self._apply_batch(batch, actions)
         retried = [
             action.error
             for m, outcome in zip(batch, outcomes, strict=True)
@@ -194,6 +195,27 @@ class _Runner:
             "redelivered",
             f"delivered {message.deliveries} times without finishing (a worker crashed on it?)",
         )
+
+    async def _apply_batch(self, batch: list[Message], actions: dict[str, Action]) -> list[str]:
+        """Outcomes in batch order: Forward/Finish/Ack of several messages settled in one Redis
+        transaction (see :mod:`.settle`), the rest one by one."""
+        bulk: list[tuple[Message, Settleable]] = [
+            (m, a) for m in batch if isinstance(a := actions[m.id], Forward | Finish | Ack)
+        ]
+        outcomes: dict[str, str] = {}
+        if len(bulk) > 1:
+            outcomes = await self._settle(bulk)
+        rest = [m for m in batch if m.id not in outcomes]
+        results = await asyncio.gather(*(self._apply(m, actions[m.id]) for m in rest))
+        outcomes.update(zip([m.id for m in rest], results, strict=True))
+        return [outcomes[m.id] for m in batch]
+
+    async def _settle(self, bulk: list[tuple[Message, Settleable]]) -> dict[str, str]:
+        outcomes = await settle_all(self.ctx, self.stage.name, bulk)
+        for message, _ in bulk:
+            self.redelivery.release(message.id)
+            ITEMS.labels(self.stage.name, outcomes[message.id]).inc()
+        return outcomes
 
     async def _apply(self, message: Message, action: Action) -> str:
         """Carries out ``action``; returns the outcome. Whatever goes wrong, the message ends up
