@@ -6,6 +6,7 @@ from typing import Self
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.common.allowlist import FETCH_ALLOW_HELP, FetchAllow
 from services.common.catalog import MAX_IMAGES_PER_PRODUCT
 from services.common.images import ImageLimits
 from services.common.settings import ServiceSettings
@@ -50,6 +51,11 @@ class GatewaySettings(ServiceSettings):
 
     allow_private_urls: bool = Field(
         default=False, description="let image_url reach loopback/private hosts (dev and tests only)"
+    )
+    fetch_allow: FetchAllow = Field(
+        default="",
+        validation_alias=AliasChoices("VS_FETCH_ALLOW", "fetch_allow"),
+        description=FETCH_ALLOW_HELP,
     )
     fetch_timeout_s: float = Field(default=10.0, gt=0)
     fetch_max_redirects: int = Field(default=3, ge=0, le=10)

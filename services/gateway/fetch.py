@@ -7,6 +7,7 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
+from services.common.allowlist import AllowList
 from services.common.fetch import FetchError, FetchPolicy, SafeFetcher
 from services.gateway.config import GatewaySettings
 from services.gateway.errors import ApiError
@@ -37,6 +38,7 @@ class Fetcher:
                 timeout_s=settings.fetch_timeout_s,
                 max_redirects=settings.fetch_max_redirects,
                 allow_private=settings.allow_private_urls,
+                allow=AllowList.parse(settings.fetch_allow),
             ),
         )
         self.max_bytes = settings.max_upload_bytes

@@ -5,6 +5,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.allowlist import FETCH_ALLOW_HELP, AllowList, FetchAllow
 from services.common.fetch import FetchPolicy
 from services.common.images import ImageLimits
 
@@ -31,6 +32,11 @@ class ScraperSettings(BaseSettings):
     fetch_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     fetch_max_redirects: int = Field(default=3, ge=0, le=10)
     allow_private_urls: bool = False
+    fetch_allow: FetchAllow = Field(
+        default="",
+        validation_alias=AliasChoices("VS_FETCH_ALLOW", "fetch_allow"),
+        description=FETCH_ALLOW_HELP,
+    )
     fetch_concurrency: int = Field(
         default=8, ge=1, le=256, description="images downloaded at once per worker"
     )
@@ -92,6 +98,7 @@ class ScraperSettings(BaseSettings):
             timeout_s=self.fetch_timeout_s,
             max_redirects=self.fetch_max_redirects,
             allow_private=self.allow_private_urls,
+            allow=AllowList.parse(self.fetch_allow),
         )
 
     @property
