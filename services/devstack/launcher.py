@@ -61,12 +61,12 @@ class Stack:
             VS_GATEWAY_MEDIA_DIR=str(s.datasets_dir),
             # onnxruntime would otherwise try to persist a telemetry device id under $HOME.
             ORT_DISABLE_TELEMETRY="1",
-            # The dev stack fetches test images from servers on loopback; production keeps this off.
-            VS_GATEWAY_ALLOW_PRIVATE_URLS=env.get("VS_GATEWAY_ALLOW_PRIVATE_URLS", "true"),
+            # The dev stack fetches its demo feed and test images from loopback, and nothing else
+            # that is not public (no private networks, no cloud metadata); production allows none.
+            VS_FETCH_ALLOW=env.get("VS_FETCH_ALLOW", "127.0.0.0/8,::1,localhost"),
             VS_SCRAPER_EMBEDDER_ADDR=self.address("embedder"),
             VS_SCRAPER_INDEXER_ADDR=self.address("indexer"),
             VS_SCRAPER_GATEWAY_URL=s.gateway_url,
-            VS_SCRAPER_ALLOW_PRIVATE_URLS=env.get("VS_SCRAPER_ALLOW_PRIVATE_URLS", "true"),
             # The worker reads the gateway's /media/ files (the demo feed's images) from disk:
             # an HTTP round trip per image cost the stack as much CPU as the rest of the fetch.
             VS_SCRAPER_LOCAL_MEDIA=env.get(

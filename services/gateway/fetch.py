@@ -8,7 +8,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from services.common.allowlist import AllowList
-from services.common.fetch import FetchError, FetchPolicy, SafeFetcher
+from services.common.fetch import FetchError, FetchPolicy, SafeFetcher, checked_url
 from services.gateway.config import GatewaySettings
 from services.gateway.errors import ApiError
 from services.gateway.limits import too_large
@@ -51,6 +51,17 @@ class Fetcher:
             return (await self.remote.get(url)).body
         except FetchError as exc:
             raise _api_error(exc) from None
+
+    async def refuse_blocked(self, url: str, field: str, label: str = "") -> None:
+        """422 now for a URL a worker would refuse to fetch later (not http(s), or a non-public
+        address not in VS_FETCH_ALLOW), so a job is not accepted only to fail. Resolution errors
+        are left to the job: DNS can be down for a moment, and refreshes retry."""
+        try:
+            await checked_url(url, self.remote.policy)
+        except FetchError as exc:
+            if exc.code in ("blocked", "invalid_url"):
+                code = f"{field}_{exc.code.removesuffix('_url')}"  # e.g. feed_url_blocked
+                raise ApiError(422, code, f"{label or field} {exc.message}") from None
 
     async def _read_media(self, url: str) -> bytes:
         path = unquote(urlsplit(url).path)

@@ -42,7 +42,6 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         VS_STACK_EMBEDDER_PORT=str(free_port()),
         VS_STACK_INDEXER_PORT=str(free_port()),
         VS_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
-        VS_GATEWAY_ALLOW_PRIVATE_URLS="true",
         # A killed worker's messages are reclaimed after this idle time; short, so the tests wait less.
         VS_SCRAPER_RECLAIM_IDLE_S="5",
         VS_SCRAPER_RETRY_BASE_S="0.5",

@@ -188,3 +188,11 @@ def test_redis_down_is_a_503(backends: FakeBackends) -> None:
         "detail": "the job store (Redis) is unavailable; try again later",
         "code": "queue_unavailable",
     }
+
+
+def test_a_start_url_on_a_private_address_is_422(backends: FakeBackends, redis_url: str) -> None:
+    settings = backends.settings(redis_url=redis_url, allow_private_urls=False)
+    with TestClient(create_app(settings)) as strict:
+        reply = strict.post("/v1/crawls", json={"start_urls": ["http://169.254.169.254/latest/meta-data/"]})
+    assert (reply.status_code, reply.json()["code"]) == (422, "start_url_blocked")
+    assert "start_urls[0]" in reply.json()["detail"]

@@ -198,3 +198,17 @@ def test_the_openapi_schema_describes_the_job(client: TestClient) -> None:
     post = schema["paths"]["/v1/imports"]["post"]
     assert "feed" in post["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
     assert "202" in post["responses"]
+
+
+@pytest.mark.parametrize(
+    "url", ["http://10.0.0.1/feed.csv", "http://169.254.169.254/latest", "ftp://a.example/f"]
+)
+def test_a_feed_url_a_worker_would_refuse_is_422_before_any_job(
+    backends: FakeBackends, redis_url: str, store: redis.Redis, url: str
+) -> None:
+    app = app_with_imports(backends, redis_url=redis_url, allow_private_urls=False)
+    with TestClient(app) as strict:
+        reply = strict.post("/v1/imports", json={"feed_url": url})
+    assert reply.status_code == 422
+    assert reply.json()["code"] in ("feed_url_blocked", "validation_error")  # ftp: the schema's check
+    assert not store.keys("vs:job:*")

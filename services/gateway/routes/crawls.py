@@ -25,6 +25,8 @@ router = APIRouter(tags=["ingest"])
     summary="Crawl a shop's pages for schema.org products and index them; returns at once with a job",
 )
 async def create_crawl(state: State, body: CrawlRequest, response: Response) -> CrawlAccepted:
+    for number, url in enumerate(body.start_urls):
+        await state.fetcher.refuse_blocked(url, "start_url", f"start_urls[{number}]")
     spec = body.spec()
     interval = body.refresh_interval_s
     try:

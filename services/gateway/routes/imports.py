@@ -82,6 +82,8 @@ async def create_import(state: State, request: Request, response: Response) -> I
         raise InvalidInput("send the feed either as a `feed` file upload or as a `feed_url`, not both")
     if upload is not None and options.refresh_interval_s is not None:
         raise InvalidInput("refresh_interval_s needs a feed_url: an uploaded feed cannot be fetched again")
+    if options.feed_url is not None:
+        await state.fetcher.refuse_blocked(options.feed_url, "feed_url")
     with redis_errors():
         job_id = await _queue(state, options, upload)
     accepted = ImportAccepted(
