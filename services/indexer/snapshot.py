@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from services.indexer import ann
 from services.indexer.catalog import Catalog
 from services.indexer.index import FaissIndex
 from services.indexer.records import ModelInfo
@@ -64,7 +65,9 @@ def save(index: FaissIndex, meta: SnapshotMeta, state_dir: Path) -> None:
     os.replace(tmp, state_dir / META_FILE)
 
 
-def load_or_rebuild(catalog: Catalog, state_dir: Path) -> tuple[FaissIndex | None, str]:
+def load_or_rebuild(
+    catalog: Catalog, state_dir: Path, policy: ann.IndexPolicy = ann.IndexPolicy()
+) -> tuple[FaissIndex | None, str]:
     """The index for the catalog's current state, and how it was obtained: empty/snapshot/rebuild."""
     model = catalog.model()
     if model is None:
@@ -83,7 +86,7 @@ def load_or_rebuild(catalog: Catalog, state_dir: Path) -> tuple[FaissIndex | Non
             reason = f"snapshot file holds {index.ntotal} vectors, the catalog {vectors}"
         except (RuntimeError, ValueError, OSError) as exc:  # faiss reports a corrupt file as RuntimeError
             reason = f"snapshot unreadable: {exc}"
-    index = rebuild(catalog, model.dim)
+    index = rebuild(catalog, model.dim, policy)
     log.info(
         "rebuilt index from the catalog (%s): %d vectors in %.2fs",
         reason,
@@ -93,11 +96,12 @@ def load_or_rebuild(catalog: Catalog, state_dir: Path) -> tuple[FaissIndex | Non
     return index, "rebuild"
 
 
-def rebuild(catalog: Catalog, dim: int) -> FaissIndex:
-    index = FaissIndex(dim)
-    for ids, vectors in catalog.iter_vectors(dim):
-        index.add(ids, vectors)
-    return index
+def rebuild(catalog: Catalog, dim: int, policy: ann.IndexPolicy = ann.IndexPolicy()) -> FaissIndex:
+    """Every catalog vector in an index of the kind ``policy`` wants for their number: a big
+    catalog goes straight into its IVF, never through a flat index five times its size."""
+    vectors = catalog.counts()[1]
+    kind = policy.kind_for(vectors, "flat")
+    return ann.build(kind, dim, vectors, lambda: catalog.iter_vectors(dim), policy)
 
 
 def _fsync(path: Path) -> None:

@@ -62,10 +62,10 @@ class CatalogStore:
         self._dir_lock = lock_dir(self._dir)
         try:
             catalog = Catalog(self._dir / "catalog.sqlite3")
-            loaded, self.load_path = snapshot.load_or_rebuild(catalog, self._dir)
+            loaded, self.load_path = snapshot.load_or_rebuild(catalog, self._dir, self._policy)
             self._index = self._maintained(catalog, loaded)
             if self._index is not None and self._index is not loaded:
-                self.load_path += f"+{self._index.kind}"  # e.g. "rebuild+ivf-sq8"
+                self.load_path += f"+{self._index.kind}"  # a snapshot of another kind, e.g. "snapshot+flat"
         except BaseException:
             unlock_dir(self._dir_lock)
             self._dir_lock = None
@@ -231,7 +231,7 @@ class CatalogStore:
             self._index = self._maintained(catalog, self._index)
         except Exception:
             log.exception("index update failed after the catalog commit; rebuilding the index")
-            self._index = self._maintained(catalog, snapshot.rebuild(catalog, self._model.dim))
+            self._index = snapshot.rebuild(catalog, self._model.dim, self._policy)
 
     def _maintained(self, catalog: Catalog, index: FaissIndex | None) -> FaissIndex | None:
         """The index of the kind the policy wants for the catalog's size (flat or IVF, see ann.py)."""

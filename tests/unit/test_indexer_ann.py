@@ -166,6 +166,26 @@ def test_flat_policy_rebuilds_a_saved_ivf_as_flat_on_open(tmp_path: Path) -> Non
         flat.close()
 
 
+def test_a_rebuild_goes_straight_into_the_kind_the_size_needs(tmp_path: Path) -> None:
+    policy = ann.IndexPolicy("ivf-flat")
+    store = CatalogStore(tmp_path / "s", policy=policy)
+    store.open()
+    vectors = clustered(1100, seed=7)
+    for p in range(0, 1100, 32):
+        keys = [f"k{i}" for i in range(len(vectors[p : p + 32]))]
+        store.upsert(ProductRecord(f"p{p}"), keys, list(vectors[p : p + 32]), "m")
+    store.close()
+    for name in ("index.faiss", "index.json"):  # as if killed before any snapshot
+        (tmp_path / "s" / name).unlink(missing_ok=True)
+    reopened = CatalogStore(tmp_path / "s", policy=policy)
+    reopened.open()
+    try:
+        assert (reopened.load_path, reopened.index_kind) == ("rebuild", "ivf-flat")
+        assert reopened.search([vectors[64]], SearchParams(k=1), "m")[0][0].product.product_id == "p64"
+    finally:
+        reopened.close()
+
+
 def test_settings_read_the_index_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VS_INDEXER_INDEX_TYPE", "ivf-flat")
     monkeypatch.setenv("VS_INDEXER_ANN_THRESHOLD", "5000")
