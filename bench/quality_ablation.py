@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.qualitykit import ablation_methods as am  # noqa: E402
 from bench.qualitykit.featuremap import feature_map_model, linear_head  # noqa: E402
-from bench.qualitykit.manifest import Dataset, ManifestError, Row, load_dataset  # noqa: E402
+from bench.qualitykit.manifest import Dataset, ManifestError, Row, load_dataset, scorable  # noqa: E402
 from bench.qualitykit.metrics import query_scores, relevant_counts, summarise  # noqa: E402
 from services.common.images import decode_image  # noqa: E402
 from services.embedder.manifest import load_manifest, model_path  # noqa: E402
@@ -259,13 +259,7 @@ def main() -> int:
         print(f"quality_ablation: {exc}", file=sys.stderr)
         return 2
     results = []
-    for dataset in datasets:
-        if not dataset.has_queries:
-            print(
-                f"quality_ablation: skipping {dataset.manifest}: no catalog or no scored queries",
-                file=sys.stderr,
-            )
-            continue
+    for dataset in scorable(datasets, "quality_ablation"):
         started = time.perf_counter()
         results.append(measure(dataset, args) | {"seconds": 0.0})
         results[-1]["seconds"] = round(time.perf_counter() - started, 1)

@@ -12,7 +12,7 @@ import os
 import platform
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -109,3 +109,12 @@ def bench_lock() -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def measured(
+    bench: str, quick: bool, path: Path, run: Callable[[], dict[str, Any]]
+) -> tuple[dict[str, Any], Path]:
+    """Runs ``run`` under the bench lock, then writes its payload tagged with the bench and mode."""
+    with bench_lock():
+        payload = run()
+    return payload, write_json(path, {"bench": bench, "quick": quick, **payload})

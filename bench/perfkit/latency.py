@@ -19,15 +19,7 @@ from typing import Any
 
 import httpx
 
-from bench.perfkit import (
-    RESULTS,
-    bench_lock,
-    bench_logging,
-    cpu_seconds,
-    percentiles,
-    render_table,
-    write_json,
-)
+from bench.perfkit import RESULTS, bench_logging, cpu_seconds, measured, percentiles, render_table
 from bench.perfkit.inprocess import Models, Prepared, bare_runs, load_models, prepare, search, temp_store
 from bench.perfkit.loadgen import machine_busy_seconds
 from bench.perfkit.stackload import (
@@ -239,9 +231,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     plan = QUICK if args.quick else FULL
     if args.rounds:
         plan = Plan(args.rounds, max(1, args.rounds // 2), plan.queries, plan.catalog)
-    with bench_lock():
-        payload = run(plan)
-    path = write_json(args.json, {"bench": "latency", "quick": args.quick, **payload})
+    payload, path = measured("latency", args.quick, args.json, lambda: run(plan))
     print(tables(payload["results"]))
     print(f"\nwritten to {path}")
 

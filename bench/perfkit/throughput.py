@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.perfkit import RESULTS, bench_lock, bench_logging, render_table, write_json
+from bench.perfkit import RESULTS, bench_logging, measured, render_table
 from bench.perfkit.inprocess import Models, bare_runs, load_models, prepare, temp_store
 from bench.perfkit.loadgen import closed_loop
 from bench.perfkit.stackload import (
@@ -175,9 +175,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         plan = Plan(
             plan.concurrency, plan.whole_concurrency, plan.warmup_s, args.duration, plan.queries, plan.catalog
         )
-    with bench_lock():
-        payload = run(plan)
-    path = write_json(args.json, {"bench": "throughput", "quick": args.quick, **payload})
+    payload, path = measured("throughput", args.quick, args.json, lambda: run(plan))
     print(tables(payload))
     print(f"\nwritten to {path}")
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.qualitykit.manifest import Dataset, ManifestError, Row, load_dataset
+from bench.qualitykit.manifest import Dataset, ManifestError, Row, load_dataset, scorable
 from bench.qualitykit.metrics import per_category_recall1, query_scores, relevant_counts, summarise
 from bench.qualitykit.pipelines import DEFAULT_SELECTION, PIPELINES, Pipeline, select
 from bench.qualitykit.report import DatasetResult, PipelineResult, render_table, to_json
@@ -133,13 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     report: dict[str, Any] = {"errors": {}, "scenes": {}}
     results = []
-    for dataset in datasets:
-        if not dataset.has_queries:
-            print(
-                f"bench/quality: skipping {dataset.manifest}: no catalog rows or no scored queries",
-                file=sys.stderr,
-            )
-            continue
+    for dataset in scorable(datasets, "bench/quality"):
         results.append(measure(dataset, pipelines, args, report))
     if not results:
         print("bench/quality: no manifest had a catalog and scored queries", file=sys.stderr)

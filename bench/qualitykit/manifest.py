@@ -6,6 +6,7 @@ file and line, because a silently skipped row would quietly change the measured 
 """
 
 import csv
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,16 @@ class Dataset:
     def has_queries(self) -> bool:
         """Whether there is anything to score: both a catalog to search and queries with ground truth."""
         return bool(self.catalog) and bool(self.queries)
+
+
+def scorable(datasets: list[Dataset], prog: str) -> list[Dataset]:
+    """The datasets with a catalog and scored queries; each other one is reported on stderr."""
+    for dataset in datasets:
+        if not dataset.has_queries:
+            print(
+                f"{prog}: skipping {dataset.manifest}: no catalog rows or no scored queries", file=sys.stderr
+            )
+    return [dataset for dataset in datasets if dataset.has_queries]
 
 
 def load_dataset(path: Path) -> Dataset:
