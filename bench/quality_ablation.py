@@ -37,8 +37,8 @@ from bench.qualitykit.manifest import Dataset, ManifestError, Row, load_dataset,
 from bench.qualitykit.metrics import query_scores, relevant_counts, summarise  # noqa: E402
 from services.common.images import decode_image  # noqa: E402
 from services.embedder.manifest import load_manifest, model_path  # noqa: E402
-from services.embedder.preprocess import build_batch, normalise  # noqa: E402
-from services.embedder.views import expand_views  # noqa: E402
+from services.embedder.preprocess import normalise  # noqa: E402
+from services.embedder.views import view_batch  # noqa: E402
 
 MODELS = Path(os.environ.get("VS_MODELS_DIR", ROOT.parent / "shared" / "models"))
 BACKBONE = "mobilenetv2-features"  # entry of services/embedder/models.toml
@@ -68,7 +68,7 @@ class Backbone:
     def describe(self, path: Path) -> am.Vectors:
         """One image file -> its raw descriptors (see ablation_methods.image_descriptors)."""
         pixels = decode_image(path.read_bytes()).pixels
-        views = build_batch(expand_views([pixels], "multi-crop", FRACTION), self.spec)  # (6, 3, 224, 224)
+        views = view_batch([pixels], "multi-crop", FRACTION, self.spec)  # (6, 3, 224, 224)
         maps = self.maps(np.concatenate([views, views[..., ::-1]]))  # (12, c, 7, 7): views, mirrors
         height, width = am.aspect_size(pixels.shape[0], pixels.shape[1])
         resized = Image.fromarray(pixels).resize((width, height), Image.Resampling.BILINEAR)

@@ -21,8 +21,8 @@ from services.detector.model import YoloDetector
 from services.embedder.config import EmbedderSettings
 from services.embedder.manifest import load_manifest, resolve_model
 from services.embedder.model import OnnxEmbedder, Vectors
-from services.embedder.preprocess import RGB, Tensor, build_batch
-from services.embedder.views import combine_views, expand_views, view_count, views_model_id
+from services.embedder.preprocess import RGB, Tensor
+from services.embedder.views import combine_views, view_batch, view_count, views_model_id
 from services.gateway.config import GatewaySettings
 from services.gateway.geometry import Region, objects_to_search
 from services.gateway.pipeline import crop_pixels, detections_to_regions
@@ -48,7 +48,7 @@ class Models:
     def embed_images(self, images: Sequence[RGB]) -> Vectors:
         """Like the embedder service: views, preprocessing, runs of at most max_batch, combine."""
         s = self.embedder_settings
-        tensor = build_batch(expand_views(images, s.views, s.view_fraction), self.embedder.preprocessing)
+        tensor = view_batch(images, s.views, s.view_fraction, self.embedder.preprocessing)
         return combine_views(self.run_embedder(tensor), view_count(s.views))
 
     def run_embedder(self, tensor: Tensor) -> Vectors:
@@ -139,7 +139,7 @@ def prepare(models: Models, data: bytes) -> Prepared:
     decoded = decode_image(data, models.gateway.image_limits)
     crops = crop_pixels(decoded, regions_for(models, decoded), models.gateway.crop_padding)
     s = models.embedder_settings
-    tensor = build_batch(expand_views(crops, s.views, s.view_fraction), models.embedder.preprocessing)
+    tensor = view_batch(crops, s.views, s.view_fraction, models.embedder.preprocessing)
     return Prepared(models.detector.preprocess(decoded.pixels).tensor, tensor)
 
 

@@ -11,8 +11,7 @@ from services.common.grpc_server import rpc
 from services.common.images import RGB, from_proto
 from services.embedder.batching import MicroBatcher
 from services.embedder.model import OnnxEmbedder
-from services.embedder.preprocess import build_batch
-from services.embedder.views import ViewMode, combine_views, expand_views, view_count, views_model_id
+from services.embedder.views import ViewMode, combine_views, view_batch, view_count, views_model_id
 
 
 class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
@@ -36,8 +35,9 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
     ) -> embedder_pb2.EmbedResponse:
         model, batcher = self._ready()
         images = self._decode(request.images)
-        views = expand_views(images, self._views, self._view_fraction)  # N * V views
-        tensor = await asyncio.to_thread(build_batch, views, model.preprocessing)  # (N*V, 3, crop, crop)
+        tensor = await asyncio.to_thread(
+            view_batch, images, self._views, self._view_fraction, model.preprocessing
+        )  # (N*V, 3, crop, crop)
         rows = await batcher.embed(list(tensor))  # (N*V, dim)
         vectors = combine_views(rows, view_count(self._views))  # (N, dim)
         return embedder_pb2.EmbedResponse(

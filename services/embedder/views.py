@@ -7,7 +7,7 @@ that is less sensitive to that framing; measured in ``docs/quality.md`` (grocery
 over one centre crop). The same views are taken of catalog and query images, so it stays a
 plain cosine space and an index holds one vector per image, as before.
 
-All functions are pure numpy.
+All functions are pure (numpy, and PIL for the resize).
 """
 
 from collections.abc import Sequence
@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from services.embedder.preprocess import RGB
+from services.embedder.preprocess import RGB, PreprocessSpec, Tensor, build_batch
 
 ViewMode = Literal["whole", "multi-crop"]
 Rows = npt.NDArray[np.float32]  # (n, dim)
@@ -50,6 +50,11 @@ def expand_views(images: Sequence[RGB], mode: ViewMode, fraction: float) -> list
         for image in images
         for top, left, bottom, right in view_boxes(image.shape[0], image.shape[1], fraction)
     ]
+
+
+def view_batch(images: Sequence[RGB], mode: ViewMode, fraction: float, spec: PreprocessSpec) -> Tensor:
+    """N images (H, W, 3) -> (N * view_count(mode), 3, crop, crop) model input, views of one image adjacent."""
+    return build_batch(expand_views(images, mode, fraction), spec)
 
 
 def combine_views(rows: Rows, views: int) -> Rows:
