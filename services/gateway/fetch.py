@@ -9,6 +9,7 @@ import httpx
 
 from services.common.allowlist import AllowList
 from services.common.fetch import FetchError, FetchPolicy, SafeFetcher, checked_url
+from services.common.paths import file_under
 from services.gateway.config import GatewaySettings
 from services.gateway.errors import ApiError
 from services.gateway.limits import too_large
@@ -21,9 +22,17 @@ def _api_error(exc: FetchError) -> ApiError:
         return ApiError(413, "too_large", f"the image at image_url {exc.message}")
     if exc.code == "http_status":
         return ApiError(422, "image_url_status", f"image_url {exc.message}")
-    if exc.code in ("blocked", "invalid_url"):
-        return ApiError(422, f"image_url_{exc.code.removesuffix('_url')}", f"image_url {exc.message}")
-    return ApiError(422, "image_url_unfetchable", f"image_url could not be fetched: {exc.message}")
+    return _refusal(exc, "image_url") or ApiError(
+        422, "image_url_unfetchable", f"image_url could not be fetched: {exc.message}"
+    )
+
+
+def _refusal(exc: FetchError, field: str, label: str = "") -> ApiError | None:
+    """The 422 for a URL refused before any request (not http(s), or a blocked address), e.g.
+    code ``feed_url_blocked``; None for other errors."""
+    if exc.code not in ("blocked", "invalid_url"):
+        return None
+    return ApiError(422, f"{field}_{exc.code.removesuffix('_url')}", f"{label or field} {exc.message}")
 
 
 class Fetcher:
@@ -59,9 +68,8 @@ class Fetcher:
         try:
             await checked_url(url, self.remote.policy)
         except FetchError as exc:
-            if exc.code in ("blocked", "invalid_url"):
-                code = f"{field}_{exc.code.removesuffix('_url')}"  # e.g. feed_url_blocked
-                raise ApiError(422, code, f"{label or field} {exc.message}") from None
+            if refusal := _refusal(exc, field, label):
+                raise refusal from None
 
     async def _read_media(self, url: str) -> bytes:
         path = unquote(urlsplit(url).path)
@@ -77,10 +85,8 @@ class Fetcher:
 
 
 def _read_media_file(media_dir: Path, relative: str, max_bytes: int) -> bytes:
-    root = media_dir.resolve()
-    target = (root / relative).resolve()
-    # resolve() follows "..": anything that lands outside media_dir is treated as missing.
-    if not target.is_relative_to(root) or not target.is_file():
+    target = file_under(media_dir, relative)
+    if target is None:
         raise ApiError(422, "image_url_not_found", f"image_url {MEDIA_PREFIX}{relative} does not exist")
     size = target.stat().st_size
     if size > max_bytes:

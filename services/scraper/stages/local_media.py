@@ -12,6 +12,8 @@ import logging
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from services.common.paths import file_under
+
 log = logging.getLogger(__name__)
 
 
@@ -35,11 +37,7 @@ class LocalMedia:
             parts = urlsplit(url)
             if parts.query or parts.fragment:
                 return None  # a server may answer a query differently from the plain file
-            target = (root / unquote(url[len(prefix) :])).resolve()
-            # resolve() follows ".." and symlinks: whatever lands outside the folder is not ours.
-            if target.is_relative_to(root) and target.is_file():
-                return target
-            return None
+            return file_under(root, unquote(url[len(prefix) :]))
         return None
 
     def read(self, url: str) -> bytes | None:
