@@ -25,9 +25,9 @@ import httpx
 
 from bench.perfkit import RESULTS, bench_lock, render_table, write_json
 from bench.perfkit.ingest_naive import SeedModel, backbone_ceiling, naive_loop, resolved_model, service_model
-from bench.perfkit.ingest_stack import environment, fashion_rows, local_path, measured_import, to_csv
+from bench.perfkit.ingest_stack import fashion_rows, local_path, measured_import, to_csv
 from services.devstack.config import StackSettings
-from services.devstack.ephemeral import ephemeral_stack
+from services.devstack.ephemeral import environment, ephemeral_stack
 from services.embedder.views import ViewMode
 
 TARGET_ITEMS_PER_S = 150.0
@@ -44,7 +44,7 @@ def run_naive(settings: StackSettings, items: int, views: ViewMode) -> dict[str,
 
 
 def run_stack(items: int, views: ViewMode) -> dict[str, Any]:
-    with environment(VS_EMBEDDER_VIEWS=views), ephemeral_stack() as stack:
+    with environment({"VS_EMBEDDER_VIEWS": views}), ephemeral_stack() as stack:
         s = stack.settings
         rows = fashion_rows(s.datasets_dir, s.gateway_url, items + WARMUP_ITEMS)
         with httpx.Client(base_url=s.gateway_url, timeout=30) as client:

@@ -8,8 +8,6 @@ import csv
 import io
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -95,18 +93,3 @@ def measured_import(stack: Stack, client: httpx.Client, feed: str, name: str) ->
     result["cpu_s_per_item_ms"] = {n: round(1000 * s / max(1, result["items"]), 2) for n, s in cpu.items()}
     result["cpu_busy"] = round(sum(cpu.values()) / result["seconds"] / (os.cpu_count() or 1), 2)
     return result
-
-
-@contextmanager
-def environment(**values: str) -> Iterator[None]:
-    """Sets environment variables (the stack's services inherit them) and restores them after."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old

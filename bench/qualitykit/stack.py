@@ -6,7 +6,6 @@ ids look like; the ranking is mapped back to match keys for scoring.
 """
 
 import logging
-import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +18,7 @@ import httpx
 
 from bench.qualitykit.manifest import Dataset, Row
 from bench.qualitykit.pipelines import Pipeline
-from services.devstack.ephemeral import ephemeral_stack
+from services.devstack.ephemeral import environment, ephemeral_stack
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +45,12 @@ class Ranking:
 @contextmanager
 def running_stack(env: dict[str, str]) -> Iterator[httpx.Client]:
     """A fresh stack whose services see ``env`` on top of this process's environment."""
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    try:
-        with (
-            ephemeral_stack(load_demo=False) as stack,
-            httpx.Client(base_url=stack.settings.gateway_url, timeout=TIMEOUT_S) as client,
-        ):
-            yield client
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    with (
+        environment(env),
+        ephemeral_stack(load_demo=False) as stack,
+        httpx.Client(base_url=stack.settings.gateway_url, timeout=TIMEOUT_S) as client,
+    ):
+        yield client
 
 
 def products(dataset: Dataset) -> dict[str, list[Row]]:

@@ -1,9 +1,10 @@
 """Throwaway stacks for benchmarks and tests: a temp folder, free ports, stopped on exit."""
 
+import os
 import random
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -49,3 +50,19 @@ def ephemeral_stack(load_demo: bool = False) -> Iterator[Stack]:
             yield stack
         finally:
             stack.down()
+
+
+@contextmanager
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Sets environment variables for the block (a stack started inside passes them on to its
+    services) and restores the previous values afterwards."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
