@@ -74,7 +74,10 @@ class GrpcServer:
     """
 
     def __init__(self, service_names: Iterable[str], max_message_bytes: int) -> None:
-        self.server = grpc.aio.server(options=server_options(max_message_bytes))
+        # Connections are recycled every few minutes, so clients resolving dns:/// names look again
+        # and spread over replicas added since (gRPC re-resolves only when a connection drops).
+        recycle = [("grpc.max_connection_age_ms", 300_000), ("grpc.max_connection_age_grace_ms", 30_000)]
+        self.server = grpc.aio.server(options=[*server_options(max_message_bytes), *recycle])
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.service_names = [*service_names, ""]

@@ -15,6 +15,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
+from redis.maint_notifications import MaintNotificationsConfig
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,18 @@ DEAD = PREFIX + "dead"  # items that failed every attempt, with the reason (kept
 DEAD_MAXLEN = 100_000
 
 Fields = dict[str, bytes]
+
+
+def open_redis(url: str, **options: Any) -> aioredis.Redis:
+    """A client of the queues and jobs (connects lazily; ``options`` are redis-py's).
+
+    Maintenance notifications (a Redis Cloud feature) are off: left on ("auto", redis-py 8's
+    default), the pool skips its check of idle connections, so after a Redis restart every pooled
+    connection failed its next command once ("Connection closed by server"; redis/redis-py#4128).
+    """
+    return aioredis.Redis.from_url(
+        url, maint_notifications_config=MaintNotificationsConfig(enabled=False), **options
+    )
 
 
 @dataclass(frozen=True)

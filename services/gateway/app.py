@@ -6,12 +6,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from services.common.jobs import Jobs
-from services.common.streams import Streams
+from services.common.streams import Streams, open_redis
+from services.gateway.auth.deps import Authenticator
+from services.gateway.auth.openapi import document_auth
 from services.gateway.clients import Backends
 from services.gateway.config import GatewaySettings
 from services.gateway.deps import GatewayState
@@ -33,11 +34,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             trust_env=False,
             headers={"User-Agent": "visualsearch-gateway/0.1"},
         )
-        # Connects lazily: the query path never needs Redis, so a Redis outage fails only ingest calls.
-        queue = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
+        # Connects lazily: without API keys the query path never needs Redis, so a Redis outage
+        # fails only ingest calls (with VS_GATEWAY_AUTH_ENABLED, every call that takes a key: 503).
+        queue = open_redis(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
         app.state.gateway = GatewayState(
             settings, backends, Fetcher(http, settings), Jobs(queue), Streams(queue)
         )
+        app.state.auth = Authenticator(queue, settings)
         try:
             yield
         finally:
@@ -52,6 +55,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    document_auth(app, settings.auth_enabled)
     for module in (search, products, imports, crawls, videos, ops, ui):
         app.include_router(module.router)
     if settings.media_dir is not None:

@@ -18,12 +18,20 @@ from services.common.gen.visualsearch.v1 import (
     indexer_pb2,
     indexer_pb2_grpc,
 )
-from services.common.grpc_client import health_status, make_channel
+from services.common.grpc_client import EVERY_METHOD, health_status, make_channel, service_name
 from services.gateway.config import GatewaySettings
 from services.gateway.errors import DownstreamError
 
 T = TypeVar("T")
 Vectors = npt.NDArray[np.float32]  # (n, dim)
+
+# Health service names the channels watch (each replica's SERVING status gates its share).
+DETECTOR = service_name(detector_pb2.DESCRIPTOR, "Detector")
+EMBEDDER = service_name(embedder_pb2.DESCRIPTOR, "Embedder")
+INDEXER = service_name(indexer_pb2.DESCRIPTOR, "Indexer")
+# Safe to retry on another replica: detection and embedding are pure, and so are the indexer's
+# reads; its writes are not retried behind the caller's back.
+INDEXER_READS = ("Get", "List", "Search", "Similar", "Stats")
 
 
 async def _call(service: str, call: Awaitable[T]) -> T:
@@ -137,9 +145,9 @@ class Backends:
     def __init__(self, settings: GatewaySettings) -> None:
         size = settings.grpc_max_message_bytes
         self.channels: dict[str, grpc.aio.Channel] = {
-            "detector": make_channel(settings.detector_addr, size),
-            "embedder": make_channel(settings.embedder_addr, size),
-            "indexer": make_channel(settings.indexer_addr, size),
+            "detector": make_channel(settings.detector_addr, size, DETECTOR, EVERY_METHOD),
+            "embedder": make_channel(settings.embedder_addr, size, EMBEDDER, EVERY_METHOD),
+            "indexer": make_channel(settings.indexer_addr, size, INDEXER, INDEXER_READS),
         }
         self.detector = DetectorClient(self.channels["detector"], settings.detect_deadline_s)
         self.embedder = EmbedderClient(self.channels["embedder"], settings.embed_deadline_s)

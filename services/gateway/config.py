@@ -8,6 +8,7 @@ from pydantic_settings import SettingsConfigDict
 
 from services.common.allowlist import FETCH_ALLOW_HELP, FetchAllow
 from services.common.catalog import MAX_IMAGES_PER_PRODUCT
+from services.common.grpc_client import ADDRESS_HELP, GrpcAddress
 from services.common.images import ImageLimits
 from services.common.settings import ServiceSettings
 
@@ -22,9 +23,10 @@ class GatewaySettings(ServiceSettings):
     port: int = Field(default=8080, ge=0, le=65535)
 
     # Required: a gateway without its backends is a misconfiguration, not a default.
-    detector_addr: str = Field(min_length=1, description="host:port of the detector gRPC service")
-    embedder_addr: str = Field(min_length=1, description="host:port of the embedder gRPC service")
-    indexer_addr: str = Field(min_length=1, description="host:port of the indexer gRPC service")
+    # Each: host:port, a list of replicas host:p1,host:p2, or a gRPC target (dns:///name:port).
+    detector_addr: GrpcAddress = Field(min_length=1, description=f"the detector service: {ADDRESS_HELP}")
+    embedder_addr: GrpcAddress = Field(min_length=1, description=f"the embedder service: {ADDRESS_HELP}")
+    indexer_addr: GrpcAddress = Field(min_length=1, description=f"the indexer service: {ADDRESS_HELP}")
 
     detect_deadline_s: float = Field(default=10.0, gt=0)
     embed_deadline_s: float = Field(default=20.0, gt=0)
@@ -63,7 +65,7 @@ class GatewaySettings(ServiceSettings):
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0",
         validation_alias=AliasChoices("VS_REDIS_URL", "redis_url"),
-        description="the ingest queues (imports and crawls); searches never need it",
+        description="the ingest queues (imports and crawls), and the API keys when auth_enabled",
     )
     # --- imports (routes/imports.py): uploaded feeds wait in Redis until a feed worker reads them ---
     max_feed_bytes: int = Field(default=100 * 1024 * 1024, ge=1024, description="POST /v1/imports upload cap")
@@ -78,7 +80,18 @@ class GatewaySettings(ServiceSettings):
         description="mean grey difference (0..1) under which a frame is not re-searched",
     )
     video_max_frames: int = Field(default=2000, ge=1, description="sampled frames per video, at most")
+    video_max_duration_s: float = Field(default=1800.0, gt=0, description="longer videos are refused (413)")
     video_index_concurrency: int = Field(default=1, ge=1, le=8, description="videos pre-indexed at once")
+    # --- API keys (services/gateway/auth): off for local development, on in production ---
+    auth_enabled: bool = Field(
+        default=False, description="require an API key (`visualsearch keys create`) on the /v1 API"
+    )
+    auth_rate_per_min: int = Field(
+        default=120, ge=0, description="requests per minute per key unless the key sets its own; 0 = no limit"
+    )
+    auth_daily_quota: int = Field(
+        default=10_000, ge=0, description="requests per UTC day per key unless it sets its own; 0 = no limit"
+    )
 
     @model_validator(mode="after")
     def _media_dir_exists(self) -> Self:

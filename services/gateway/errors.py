@@ -13,6 +13,7 @@ import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 
 from services.common.errors import ServiceError
@@ -37,8 +38,10 @@ class ApiError(HTTPException):
     """An HTTP error with a stable code. Subclasses HTTPException so FastAPI re-raises it unchanged
     even from inside request-body parsing (the body size limit relies on that)."""
 
-    def __init__(self, status_code: int, code: str, detail: str) -> None:
-        super().__init__(status_code=status_code, detail=detail)
+    def __init__(
+        self, status_code: int, code: str, detail: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(status_code=status_code, detail=detail, headers=headers)
         self.code = code
 
 
@@ -133,6 +136,12 @@ async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     return await _http_error(request, from_service_error(exc))
 
 
+async def _redis_error(request: Request, exc: Exception) -> JSONResponse:
+    # Routes map their own Redis failures (routes/imports.py); this is the net for one that does not.
+    log.warning("Redis failed under %s: %s", request.url.path, exc)
+    return error_response(503, "queue_unavailable", "the job store (Redis) is unavailable; try again later")
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     # Starlette re-raises after this handler answers, so the server logs the traceback once.
     return error_response(500, "internal", "internal error")
@@ -143,16 +152,20 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(DownstreamError, _downstream_error)
     app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(RedisError, _redis_error)
     app.add_exception_handler(Exception, _unexpected_error)
 
 
-_ERROR_DESCRIPTIONS = {
+ERROR_DESCRIPTIONS = {
     400: "Malformed request",
+    401: "No API key, or an unknown or revoked one (WWW-Authenticate says how to send one)",
+    403: "The API key lacks the scope this route needs",
     404: "Unknown product",
     409: "Conflicts with the index state",
     413: "Payload too large",
     415: "Unsupported image or media type",
     422: "Invalid request or unusable image",
+    429: "The API key's rate limit or daily quota is used up (Retry-After: seconds to wait)",
     502: "A backend failed",
     503: "A backend is unavailable",
 }
@@ -160,4 +173,4 @@ _ERROR_DESCRIPTIONS = {
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for a route: each listed status documented with the error body."""
-    return {s: {"model": ErrorBody, "description": _ERROR_DESCRIPTIONS[s]} for s in statuses}
+    return {s: {"model": ErrorBody, "description": ERROR_DESCRIPTIONS[s]} for s in statuses}

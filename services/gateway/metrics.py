@@ -1,4 +1,5 @@
-"""Prometheus metrics of the gateway: requests by route template and status, per-stage latency."""
+"""Prometheus metrics of the gateway: requests by route template and status, per-stage latency,
+API-key rejections by reason."""
 
 import time
 from collections.abc import Iterator
@@ -16,6 +17,10 @@ REQUESTS = Counter(
 REQUEST_SECONDS = Histogram(
     "vs_gateway_request_seconds", "HTTP request latency by method and route template.",
     ["method", "route"], buckets=_BUCKETS,
+)  # fmt: skip
+AUTH_REJECTIONS = Counter(
+    "vs_gateway_auth_rejections_total", "Requests refused by API-key checks, by reason (the error code).",
+    ["reason"],
 )  # fmt: skip
 STAGE_SECONDS = Histogram(
     "vs_gateway_stage_seconds", "Latency of one pipeline stage (fetch, decode, detect, embed, search...).",

@@ -139,7 +139,9 @@ class ErrorBody(BaseModel):
 
 class ReadinessOut(BaseModel):
     status: Literal["ready", "not_ready"]
-    services: dict[str, str] = Field(description="gRPC health status of each backend")
+    services: dict[str, str] = Field(
+        description="gRPC health status of each backend (and of Redis when API keys are on)"
+    )
 
 
 class DeletedOut(BaseModel):

@@ -59,10 +59,12 @@ def save(index: FaissIndex, meta: SnapshotMeta, state_dir: Path) -> None:
     index.save(tmp)
     _fsync(tmp)
     os.replace(tmp, state_dir / INDEX_FILE)
+    _fsync(state_dir)  # the index rename is on disk before the metadata can name it (power cuts)
     tmp = state_dir / f"{META_FILE}.tmp"
     tmp.write_text(json.dumps(asdict(meta)))
     _fsync(tmp)
     os.replace(tmp, state_dir / META_FILE)
+    _fsync(state_dir)
 
 
 def load_or_rebuild(
@@ -86,6 +88,10 @@ def load_or_rebuild(
             reason = f"snapshot file holds {index.ntotal} vectors, the catalog {vectors}"
         except (RuntimeError, ValueError, OSError) as exc:  # faiss reports a corrupt file as RuntimeError
             reason = f"snapshot unreadable: {exc}"
+    # A stale snapshot must never be loaded later: after a power cut it can be AHEAD of the
+    # catalog (whose last commits were lost), and new writes could bring the catalog back to its
+    # generation and size with other contents.
+    (state_dir / META_FILE).unlink(missing_ok=True)
     index = rebuild(catalog, model.dim, policy)
     log.info(
         "rebuilt index from the catalog (%s): %d vectors in %.2fs",

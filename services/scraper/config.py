@@ -2,11 +2,12 @@
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.allowlist import FETCH_ALLOW_HELP, AllowList, FetchAllow
 from services.common.fetch import FetchPolicy
+from services.common.grpc_client import ADDRESS_HELP, GrpcAddress
 from services.common.images import ImageLimits
 
 
@@ -18,13 +19,23 @@ class ScraperSettings(BaseSettings):
     concurrency: int = Field(default=4, ge=1, le=64)
     request_timeout_s: float = Field(default=60.0, gt=0)
     retries: int = Field(default=3, ge=0, le=10)
+    api_key: SecretStr = Field(
+        default=SecretStr(""),
+        validation_alias=AliasChoices("VS_API_KEY", "api_key"),
+        description="sent as X-API-Key by `visualsearch import` and `load-*` when the gateway wants keys",
+    )
+
+    @property
+    def gateway_headers(self) -> dict[str, str]:
+        key = self.api_key.get_secret_value()
+        return {"X-API-Key": key} if key else {}
 
     # --- the ingest workers ---
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0", validation_alias=AliasChoices("VS_REDIS_URL", "redis_url")
     )
-    embedder_addr: str = "127.0.0.1:50052"
-    indexer_addr: str = "127.0.0.1:50053"
+    embedder_addr: GrpcAddress = Field(default="127.0.0.1:50052", description=ADDRESS_HELP)
+    indexer_addr: GrpcAddress = Field(default="127.0.0.1:50053", description=ADDRESS_HELP)
     embed_deadline_s: float = Field(default=30.0, gt=0)
     index_deadline_s: float = Field(default=15.0, gt=0)
     # Images and feeds fetched by URL: the same guards as the gateway's image_url.

@@ -14,11 +14,14 @@ import httpx
 import redis.asyncio as aioredis
 
 from services.common.fetch import SafeFetcher
-from services.common.gen.visualsearch.v1 import embedder_pb2_grpc, indexer_pb2_grpc
-from services.common.grpc_client import make_channel
+from services.common.gen.visualsearch.v1 import embedder_pb2, embedder_pb2_grpc, indexer_pb2, indexer_pb2_grpc
+from services.common.grpc_client import EVERY_METHOD, make_channel, service_name
 from services.common.jobs import Jobs
-from services.common.streams import Streams
+from services.common.streams import Streams, open_redis
 from services.scraper.config import ScraperSettings
+
+EMBEDDER = service_name(embedder_pb2.DESCRIPTOR, "Embedder")
+INDEXER = service_name(indexer_pb2.DESCRIPTOR, "Indexer")
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ def consumer_name(name: str | None = None) -> str:
 
 @asynccontextmanager
 async def open_context(settings: ScraperSettings, name: str | None = None) -> AsyncIterator[WorkerContext]:
-    client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+    client = open_redis(settings.redis_url, socket_connect_timeout=5)
     # trust_env=False: no proxy from the environment, so the SSRF checks see the real target.
     http = httpx.AsyncClient(
         timeout=settings.fetch_timeout_s,
@@ -49,8 +52,10 @@ async def open_context(settings: ScraperSettings, name: str | None = None) -> As
         headers={"User-Agent": "visualsearch-bot/0.1 (+catalog ingest)"},
         limits=httpx.Limits(max_connections=settings.fetch_concurrency * 2),
     )
-    embedder_channel = make_channel(settings.embedder_addr)
-    indexer_channel = make_channel(settings.indexer_addr)
+    # Embeds and reads are retried on another replica when one dies; writes are left to the
+    # stages' own retries, which know the item.
+    embedder_channel = make_channel(settings.embedder_addr, health_service=EMBEDDER, idempotent=EVERY_METHOD)
+    indexer_channel = make_channel(settings.indexer_addr, health_service=INDEXER, idempotent=("Get",))
     try:
         yield WorkerContext(
             settings=settings,

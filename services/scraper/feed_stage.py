@@ -4,7 +4,8 @@ parses the feed and emits one FETCH item per valid row; bad rows become the job'
 A job's message stays pending until its feed has been read to the end, and the worker keeps it
 claimed meanwhile (a big feed takes longer than the reclaim idle time). If the worker dies, the
 job is read again from the start elsewhere: emission is idempotent per product, and each
-rejected row is recorded once, so a retry neither duplicates items nor errors.
+rejected row is recorded once, so a retry neither duplicates items nor errors. A Redis outage
+mid-feed makes the same worker read the feed again once Redis is back.
 
 Each worker also watches pending sync-mode deletions (services.scraper.sync).
 """
@@ -25,6 +26,7 @@ from services.scraper.feed_rows import RowError, RowRules
 from services.scraper.feed_source import FeedInput, FeedUnavailable, NotModified, read_feed, remember
 from services.scraper.feeds import FeedError, detect_format, parse_feed
 from services.scraper.items import emit_item
+from services.scraper.outage import RETRY_S, Outage, until_redis_answers
 from services.scraper.stages.runner import ITEMS, STAGE_SECONDS
 
 log = logging.getLogger(__name__)
@@ -36,16 +38,19 @@ _NO_PRODUCT = frozenset({"missing_product_id", "invalid_product_id"})
 
 
 async def run(ctx: WorkerContext, stop: asyncio.Event) -> None:
-    await ctx.streams.ensure_group(FEEDS, GROUP)
+    await until_redis_answers("feed stage", lambda: ctx.streams.ensure_group(FEEDS, GROUP), stop)
     watcher = asyncio.create_task(sync.watch(ctx, stop), name="sync-watch")
     active: set[asyncio.Task[None]] = set()
+    outage = Outage("feed stage")
     try:
         while not stop.is_set():
             try:
                 await _take(ctx, active)
             except RedisError as exc:
-                log.warning("feed stage: Redis error, retrying: %s", exc)
-                await asyncio.sleep(1.0)
+                outage.failed(exc)
+                await asyncio.sleep(RETRY_S)
+                continue
+            outage.recovered()
     finally:
         # Unfinished feeds stay pending; another worker reads them again (idempotently). Not
         # finished here: a feed waiting on back-pressure would wait for stages that are stopping.
@@ -64,8 +69,12 @@ async def _take(ctx: WorkerContext, active: set[asyncio.Task[None]]) -> None:
     messages = await ctx.streams.reclaim(FEEDS, GROUP, ctx.consumer, idle_ms, free)
     if not messages:
         messages = await ctx.streams.read(FEEDS, GROUP, ctx.consumer, free, ctx.settings.block_ms)
+    reading = {task.get_name() for task in active}
     for message in messages:
-        task = asyncio.create_task(_process(ctx, message), name=f"feed-{message.text('job_id')}")
+        name = f"feed-{message.id}"
+        if name in reading:
+            continue  # ours, idle through a Redis outage: the task reading it acknowledges it
+        task = asyncio.create_task(_process(ctx, message), name=name)
         active.add(task)
         task.add_done_callback(active.discard)
 
@@ -83,8 +92,7 @@ async def _process(ctx: WorkerContext, message: Message) -> None:
     heartbeat = asyncio.create_task(keep_claimed(ctx, message))
     started = time.perf_counter()
     try:
-        await handle_job(ctx, job_id)
-        await ctx.streams.ack(message, GROUP)
+        await _handle_until_done(ctx, message)
         ITEMS.labels(GROUP, "acked").inc()
     except Exception:
         log.exception("feed job %s: unexpected error; the job stays pending and is retried", job_id)
@@ -92,6 +100,25 @@ async def _process(ctx: WorkerContext, message: Message) -> None:
     finally:
         heartbeat.cancel()
         STAGE_SECONDS.labels(GROUP).observe(time.perf_counter() - started)
+
+
+async def _handle_until_done(ctx: WorkerContext, message: Message) -> None:
+    """Reads the job's feed and acknowledges its message. Through a Redis outage it starts over
+    once Redis is back, in this worker and without another delivery: a redelivery would count
+    against the job's attempts, and wait ``reclaim_idle_s`` first."""
+    job_id = message.text("job_id")
+    outage = Outage(f"feed job {job_id}")
+    while True:
+        try:
+            if outage.since is not None:
+                await ctx.redis.ping()
+                outage.recovered()
+            await handle_job(ctx, job_id)
+            await ctx.streams.ack(message, GROUP)
+            return
+        except RedisError as exc:
+            outage.failed(exc)
+            await asyncio.sleep(RETRY_S)  # cancelled when the worker stops: the job stays pending
 
 
 async def keep_claimed(ctx: WorkerContext, message: Message) -> None:

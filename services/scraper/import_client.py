@@ -69,7 +69,9 @@ def _command(args: argparse.Namespace) -> int:
     options = ImportOptions(args.format, args.mode, args.source, args.refresh_interval)
     settings = ScraperSettings()
     with httpx.Client(
-        base_url=args.gateway or settings.gateway_url, timeout=settings.request_timeout_s
+        base_url=args.gateway or settings.gateway_url,
+        timeout=settings.request_timeout_s,
+        headers=settings.gateway_headers,
     ) as client:
         return run_import(client, args.feed, options, wait=not args.no_wait, poll_s=args.poll)
 

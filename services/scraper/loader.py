@@ -44,7 +44,10 @@ async def load_items(
         queue.put_nowait(item)
     with tqdm(total=len(todo), unit="img", desc="loading catalog", disable=not progress) as bar:
         async with httpx.AsyncClient(
-            base_url=settings.gateway_url, timeout=settings.request_timeout_s, limits=limits
+            base_url=settings.gateway_url,
+            timeout=settings.request_timeout_s,
+            limits=limits,
+            headers=settings.gateway_headers,
         ) as client:
             workers = [_worker(client, queue, settings, report, bar) for _ in range(settings.concurrency)]
             await asyncio.gather(*workers)

@@ -52,7 +52,13 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def running(stack_env: dict[str, str]) -> Iterator[RunningStack]:
     """``./scripts/up --detach`` exactly as a newcomer runs it; ``./scripts/down`` afterwards."""
-    up = subprocess.run([str(ROOT / "scripts" / "up"), "--detach"], env=stack_env, timeout=900, check=False)
+    try:
+        up = subprocess.run(
+            [str(ROOT / "scripts" / "up"), "--detach"], env=stack_env, timeout=900, check=False
+        )
+    except BaseException:  # a timeout or an interrupted run must not leave a half-started stack behind
+        subprocess.run([str(ROOT / "scripts" / "down")], env=stack_env, timeout=120, check=False)
+        raise
     settings = _stack_settings(stack_env)
     stack = Stack(settings)
     if up.returncode != 0:

@@ -16,6 +16,7 @@ from services.gateway.app import create_app
 from services.gateway.video.frames import frame_at
 from tests.paths import DATASETS
 from tests.service.gateway_fakes import FakeBackends, detection, fake_backends
+from tests.unit.test_video_container import audio_only, avi_claiming, clip, overlong_clip, zero_frame_video
 
 VIDEOS = DATASETS / "videos"
 AISLE = VIDEOS / "clips" / "store-aisle-detection.mp4"  # 480x270, 15 fps, 4.47 s
@@ -212,3 +213,44 @@ def test_videos_over_max_video_bytes_are_413(backends: FakeBackends, redis_url: 
         assert by_url.status_code == 413
         assert by_url.json()["code"] == "too_large"
     assert list((tmp_path / "videos").glob("*")) == []  # nothing kept of a rejected video
+
+
+def test_register_rejects_unusable_videos_and_keeps_none(
+    backends: FakeBackends, redis_url: str, tmp_path: Path
+) -> None:
+    moov_first = clip_moov_first(tmp_path)
+    cases = [
+        (overlong_clip(), 413, "video_too_long", "the limit is 1800s"),
+        (audio_only(), 415, "video_no_video_stream", "audio only (aac)"),
+        (zero_frame_video(), 422, "video_no_frames", "no frames"),
+        (avi_claiming(10_000, 10_000), 413, "video_too_many_pixels", "10000x10000"),
+        (moov_first[: len(moov_first) // 2], 422, "video_truncated", "the file is truncated"),
+    ]
+    with video_gateway(backends, tmp_path / "data", redis_url) as gateway:
+        for data, status, code, detail in cases:
+            response = gateway.post("/v1/videos", files={"video": ("v.mp4", data, "video/mp4")})
+            assert response.status_code == status, response.text
+            assert response.json()["code"] == code
+            assert detail in response.json()["detail"]
+    assert list((tmp_path / "data" / "videos").glob("*")) == []  # nothing kept of a rejected video
+
+
+def test_the_duration_cap_applies_to_frames_too(
+    backends: FakeBackends, redis_url: str, tmp_path: Path
+) -> None:
+    with video_gateway(backends, tmp_path, redis_url, video_max_duration_s=2.0) as short:
+        for response in (
+            shop_frame(short, AISLE.read_bytes(), t="1"),
+            shop_frame(short, video_url=AISLE_URL, t="1"),
+            short.post("/v1/videos", json={"video_url": AISLE_URL}),
+        ):
+            assert response.status_code == 413, response.text
+            assert response.json() == {
+                "code": "video_too_long",
+                "detail": "the video is 4.5s long; the limit is 2s",
+            }
+
+
+def clip_moov_first(tmp_path: Path) -> bytes:
+    """8 s at 5 fps with its index first: a cut copy still opens, its stream ends early."""
+    return clip([n / 5 for n in range(40)], options={"movflags": "faststart"}, path=tmp_path / "c.mp4")

@@ -2,10 +2,19 @@
 
 import grpc
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from services.common.errors import Conflict, InvalidInput, NotFound, ServiceError, TooLarge
 from services.common.images import ImageError, UnsupportedImage
-from services.gateway.errors import DownstreamError, from_downstream, from_service_error, http_status_for
+from services.gateway.errors import (
+    DownstreamError,
+    from_downstream,
+    from_service_error,
+    http_status_for,
+    install_error_handlers,
+)
 
 
 @pytest.mark.parametrize(
@@ -63,3 +72,19 @@ def test_unavailable_names_the_backend() -> None:
 def test_domain_errors_mapping(exc: ServiceError, http: int, code: str) -> None:
     error = from_service_error(exc)
     assert (error.status_code, error.code, error.detail) == (http, code, exc.message)
+
+
+def test_a_redis_failure_no_route_handled_is_503_not_500() -> None:
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RedisConnectionError("Connection refused")
+
+    response = TestClient(app, raise_server_exceptions=False).get("/boom")
+    assert response.status_code == 503
+    assert response.json() == {
+        "detail": "the job store (Redis) is unavailable; try again later",
+        "code": "queue_unavailable",
+    }

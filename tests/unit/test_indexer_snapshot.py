@@ -109,3 +109,21 @@ def test_unusable_snapshot_means_rebuild_from_the_catalog(
     for ids, vectors in catalog.iter_vectors(MODEL.dim):
         _, found = index.search(vectors, 1)
         assert found[:, 0].tolist() == ids.tolist()
+
+
+def test_a_snapshot_ahead_of_the_catalog_is_dropped_and_never_loaded_later(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    """A power cut can lose the catalog's last commits but not the (fsynced) snapshot: the catalog
+    is then behind it. Once rebuilt, later writes may bring the catalog back to the snapshot's
+    generation and size with other vectors; the old snapshot must be gone by then."""
+    meta = SnapshotMeta(catalog.generation() + 1, MODEL.model_id, MODEL.dim, 12)
+    snapshot.save(snapshot.rebuild(catalog, MODEL.dim), meta, tmp_path)
+    assert snapshot.load_or_rebuild(catalog, tmp_path)[1] == "rebuild"
+    assert not (tmp_path / snapshot.META_FILE).exists()
+    vectors = np.eye(2, MODEL.dim, dtype=np.float32)
+    catalog.replace_product(
+        ProductRecord("p0"), [vector_id("p0", k) for k in "ab"], ["a", "b"], vectors, MODEL
+    )
+    assert catalog.generation() == meta.generation
+    assert snapshot.load_or_rebuild(catalog, tmp_path)[1] == "rebuild"

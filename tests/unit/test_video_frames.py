@@ -10,8 +10,8 @@ import pytest
 from av.video.stream import VideoStream
 from PIL import Image
 
+from services.gateway.video.container import VideoError
 from services.gateway.video.frames import (
-    VideoError,
     duration_s,
     frame_at,
     near_duplicate,

@@ -9,12 +9,13 @@ from redis.exceptions import RedisError
 from services.common.jobs import now_millis
 from services.common.schedules import Schedules
 from services.common.streams import CRAWLS
+from services.gateway.auth.deps import CATALOG_KEY
 from services.gateway.crawl_schemas import CrawlAccepted, CrawlRequest
 from services.gateway.deps import State
 from services.gateway.errors import ApiError, error_responses
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["ingest"])
+router = APIRouter(tags=["ingest"], dependencies=[CATALOG_KEY])
 
 
 @router.post(

@@ -21,6 +21,7 @@ from services.common.errors import InvalidInput
 from services.common.jobs import now_millis
 from services.common.schedules import Schedules, schedule_id_of
 from services.common.streams import FEEDS
+from services.gateway.auth.deps import CATALOG_KEY
 from services.gateway.bodies import read_json, read_upload
 from services.gateway.deps import GatewayState, State
 from services.gateway.errors import ApiError, error_responses
@@ -37,7 +38,7 @@ from services.gateway.import_schemas import (
 )
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["ingest"])
+router = APIRouter(tags=["ingest"], dependencies=[CATALOG_KEY])
 
 JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="the job_id POST /v1/imports returned")]
 FORM_TYPES = frozenset({"multipart/form-data", "application/x-www-form-urlencoded"})

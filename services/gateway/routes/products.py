@@ -12,6 +12,7 @@ from starlette.datastructures import UploadFile
 from services.common.catalog import ProductMeta
 from services.common.errors import InvalidInput
 from services.common.gen.visualsearch.v1 import indexer_pb2
+from services.gateway.auth.deps import CATALOG_KEY, SEARCH_KEY
 from services.gateway.bodies import read_json, read_upload
 from services.gateway.config import MAX_IMAGES_LIMIT, GatewaySettings
 from services.gateway.deps import ProductId, State
@@ -122,6 +123,7 @@ async def _form_submission(request: Request, settings: GatewaySettings) -> Submi
     responses=error_responses(400, 409, 413, 415, 422, 502, 503),
     openapi_extra=PUT_BODY,
     summary="Create or replace a product; it is searchable when this returns",
+    dependencies=[CATALOG_KEY],
 )
 async def put(state: State, product_id: ProductId, request: Request) -> PutProductResponse:
     content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
@@ -134,20 +136,33 @@ async def put(state: State, product_id: ProductId, request: Request) -> PutProdu
     return await put_product(state, product_id, submission)
 
 
-@router.get("/v1/products/{product_id}", response_model=ProductOut, responses=error_responses(404, 422, 503))
+@router.get(
+    "/v1/products/{product_id}",
+    response_model=ProductOut,
+    responses=error_responses(404, 422, 503),
+    dependencies=[SEARCH_KEY],
+)
 async def get(state: State, product_id: ProductId) -> ProductOut:
     return ProductOut.from_proto(await state.backends.indexer.get(product_id))
 
 
 @router.delete(
-    "/v1/products/{product_id}", response_model=DeletedOut, responses=error_responses(404, 422, 503)
+    "/v1/products/{product_id}",
+    response_model=DeletedOut,
+    responses=error_responses(404, 422, 503),
+    dependencies=[CATALOG_KEY],
 )
 async def delete(state: State, product_id: ProductId) -> DeletedOut:
     removed = await state.backends.indexer.delete(product_id)
     return DeletedOut(product_id=product_id, vectors_removed=removed)
 
 
-@router.get("/v1/products", response_model=ProductList, responses=error_responses(422, 503))
+@router.get(
+    "/v1/products",
+    response_model=ProductList,
+    responses=error_responses(422, 503),
+    dependencies=[SEARCH_KEY],
+)
 async def list_products(
     state: State,
     category: Annotated[str, Query(max_length=200)] = "",

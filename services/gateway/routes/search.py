@@ -7,6 +7,8 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 
 from services.common.catalog import MAX_URL_CHARS
 from services.common.gen.visualsearch.v1 import indexer_pb2
+from services.common.images import FORMAT_NAMES
+from services.gateway.auth.deps import SEARCH_KEY
 from services.gateway.bodies import read_upload
 from services.gateway.config import MAX_K_LIMIT
 from services.gateway.deps import ProductId, State
@@ -17,7 +19,7 @@ from services.gateway.pipeline import search_image
 from services.gateway.schemas import MatchOut, SearchResponse, SimilarResponse
 from services.gateway.search_form import SearchOptions, check_k
 
-router = APIRouter(tags=["search"])
+router = APIRouter(tags=["search"], dependencies=[SEARCH_KEY])
 
 
 @router.post(
@@ -30,7 +32,7 @@ async def search(
     state: State,
     options: SearchOptions,
     image: Annotated[
-        UploadFile | None, File(description="the photo; JPEG, PNG, GIF, WebP, BMP or TIFF")
+        UploadFile | None, File(description=f"the photo: {FORMAT_NAMES} (recognised from its bytes)")
     ] = None,
     image_url: Annotated[
         str | None, Form(max_length=MAX_URL_CHARS, description="fetch the photo from here instead")

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, FastAPI, File, Form, Path, Query, Reques
 from starlette.datastructures import UploadFile as FormFile
 
 from services.common.catalog import MAX_URL_CHARS
+from services.gateway.auth.deps import CATALOG_KEY, SEARCH_KEY
 from services.gateway.bodies import read_json
 from services.gateway.deps import GatewayState, State
 from services.gateway.errors import ApiError, error_responses
@@ -24,7 +25,8 @@ from services.gateway.metrics import StageTimer
 from services.gateway.pipeline import SearchQuery
 from services.gateway.routes.imports import redis_errors
 from services.gateway.search_form import SearchOptions
-from services.gateway.video.frames import Frame, VideoError, duration_s, frame_at
+from services.gateway.video.container import VideoError, VideoLimits, probe
+from services.gateway.video.frames import Frame, frame_at
 from services.gateway.video.indexing import VideoIndexer, search_frame
 from services.gateway.video.schemas import (
     FrameSearchResponse,
@@ -61,9 +63,9 @@ Indexer = Annotated[VideoIndexer, Depends(video_indexer)]
 VideoId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="the id POST /v1/videos returned")]
 
 
-async def _frame(path: FilePath, t: float) -> Frame:
+async def _frame(state: GatewayState, path: FilePath, t: float) -> Frame:
     try:
-        return await asyncio.to_thread(frame_at, path, t)
+        return await asyncio.to_thread(frame_at, path, t, VideoLimits.of(state.settings))
     except VideoError as exc:
         raise api_error(exc) from None
 
@@ -78,6 +80,7 @@ def _one_source(upload: Any, video_url: Any) -> None:
     response_model=FrameSearchResponse,
     responses=error_responses(400, 413, 415, 422, 502, 503),
     summary="Shop now: search the frame shown at time t of a video (upload or video_url)",
+    dependencies=[SEARCH_KEY],
 )
 async def shop_frame(
     state: State,
@@ -94,7 +97,7 @@ async def shop_frame(
     with tempfile.TemporaryDirectory(prefix="vs-frame-") as tmp:
         path = await _local_video(state, video, video_url, FilePath(tmp) / "video", timer)
         with timer.stage("decode"):
-            frame = await _frame(path, t)
+            frame = await _frame(state, path, t)
     return await search_frame(state.backends, state.settings, frame.rgb, frame.time_s, query, timer)
 
 
@@ -135,6 +138,7 @@ async def _register_source(request: Request) -> tuple[FormFile | None, str | Non
     response_model=VideoRegistered,
     responses=error_responses(400, 413, 415, 422, 503),
     summary="Register a video (upload or video_url) and pre-index it in the background",
+    dependencies=[CATALOG_KEY],  # it stores the video and runs a search per sampled frame
 )
 async def register_video(
     state: State, indexer: Indexer, request: Request, response: Response
@@ -146,7 +150,8 @@ async def register_video(
     dest = directory / f"{video_id}{suffix_of(upload.filename or '' if upload else str(url))}"
     try:
         path = await _local_video(state, upload, url, dest, StageTimer())
-        length = await asyncio.to_thread(duration_s, path)
+        # Validated whole before it is kept: a broken upload is a 4xx now, not a failed job later.
+        length = await asyncio.to_thread(probe, path, VideoLimits.of(state.settings))
     except VideoError as exc:
         dest.unlink(missing_ok=True)
         raise api_error(exc) from None
@@ -178,6 +183,7 @@ async def _video(indexer: VideoIndexer, video_id: str) -> dict[str, str]:
     response_model=VideoStatusOut,
     responses=error_responses(404, 422, 503),
     summary="A registered video's indexing progress and its timeline markers",
+    dependencies=[SEARCH_KEY],
 )
 async def video_status(indexer: Indexer, video_id: VideoId) -> VideoStatusOut:
     info = await _video(indexer, video_id)
@@ -203,6 +209,7 @@ async def video_status(indexer: Indexer, video_id: VideoId) -> VideoStatusOut:
     response_model=VideoShopResponse,
     responses=error_responses(404, 409, 422, 502, 503),
     summary="Shop now on a registered video: the cached result nearest t, else a live search",
+    dependencies=[SEARCH_KEY],
 )
 async def shop_video(
     state: State,
@@ -220,6 +227,6 @@ async def shop_video(
         raise ApiError(409, "conflict", "this video's file is not on this gateway and t is not indexed yet")
     timer = StageTimer()
     with timer.stage("decode"):
-        frame = await _frame(path, t)
+        frame = await _frame(state, path, t)
     result = await search_frame(state.backends, state.settings, frame.rgb, frame.time_s, SearchQuery(), timer)
     return VideoShopResponse(**dict(result), cached=False)

@@ -20,10 +20,30 @@ function detailText(detail) {
   return String(detail ?? "");
 }
 
-export async function api(path, options = {}) {
+// With API keys on (VS_GATEWAY_AUTH_ENABLED) the API answers 401 until a key is sent: the page asks
+// for one once and keeps it in this browser. With keys off nothing is stored and nothing is asked.
+const KEY_ITEM = "visualsearch.apiKey";
+
+function storedKey() {
+  try {
+    return localStorage.getItem(KEY_ITEM) || "";
+  } catch {
+    return ""; // storage disabled: the key is asked again on the next 401
+  }
+}
+
+function askForKey(reason) {
+  const key = (window.prompt(`${reason}\n\nPaste your API key (vs_...); this browser keeps it.`) || "").trim();
+  if (key) localStorage.setItem(KEY_ITEM, key);
+  return key;
+}
+
+async function send(path, options, key) {
+  const headers = new Headers(options.headers || {});
+  if (key) headers.set("X-API-Key", key);
   let response;
   try {
-    response = await fetch(path, options);
+    response = await fetch(path, { ...options, headers });
   } catch (err) {
     throw new ApiError(0, "network", `The server could not be reached (${err.message}).`);
   }
@@ -34,8 +54,19 @@ export async function api(path, options = {}) {
   } catch {
     body = null;
   }
+  const detail = body && body.detail !== undefined ? detailText(body.detail) : text || response.statusText;
+  return { response, body, detail };
+}
+
+export async function api(path, options = {}) {
+  const key = storedKey();
+  let { response, body, detail } = await send(path, options, key);
+  if (response.status === 401) {
+    // Another call may have been given a key meanwhile; otherwise ask (once per refusal).
+    const newKey = storedKey() !== key ? storedKey() : askForKey(detail);
+    if (newKey) ({ response, body, detail } = await send(path, options, newKey));
+  }
   if (!response.ok) {
-    const detail = body && body.detail !== undefined ? detailText(body.detail) : text || response.statusText;
     throw new ApiError(response.status, body?.code || "http_error", `${detail} (HTTP ${response.status})`);
   }
   return body;

@@ -8,6 +8,7 @@ workers (a Redis stream, like imports) is a later step.
 """
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from services.gateway.errors import DownstreamError
 from services.gateway.metrics import StageTimer
 from services.gateway.pipeline import SearchQuery, search_decoded
 from services.gateway.schemas import SearchResponse
+from services.gateway.video.container import VideoLimits
 from services.gateway.video.frames import near_duplicate, sample_frames, thumbnail, to_decoded
 from services.gateway.video.schemas import FrameSearchResponse, Marker
 from services.gateway.video.store import VideoStore
@@ -103,7 +105,9 @@ class VideoIndexer:
     async def _index(self, video_id: str, path: Path) -> None:
         await self.store.set_status(video_id, "indexing", "sampling and searching frames")
         settings = self.settings
-        frames = sample_frames(path, settings.video_sample_interval_s, settings.video_max_frames)
+        frames = sample_frames(
+            path, settings.video_sample_interval_s, settings.video_max_frames, VideoLimits.of(settings)
+        )
         last: tuple[float, np.ndarray] | None = None  # (time, thumbnail) of the last searched frame
         try:
             while (sample := await asyncio.to_thread(_next_sample, frames)) is not None:
@@ -119,5 +123,8 @@ class VideoIndexer:
                 )
                 last = (time_s, thumb)
         finally:
-            frames.close()  # type: ignore[attr-defined]  # a generator: closes the container
+            # A generator: closing it closes the container. When cancelled mid-decode, a worker
+            # thread still runs it and close() cannot; it then closes when garbage-collected.
+            with contextlib.suppress(ValueError):
+                frames.close()  # type: ignore[attr-defined]
         await self.store.set_status(video_id, "ready", "indexed")

@@ -12,7 +12,7 @@ from starlette.datastructures import UploadFile
 from services.common.fetch import CHUNK_BYTES, FetchError, SafeFetcher
 from services.gateway.errors import ApiError
 from services.gateway.fetch import MEDIA_PREFIX, Fetcher
-from services.gateway.video.frames import VideoError
+from services.gateway.video.container import VideoError
 
 _SUFFIX = re.compile(r"^\.[a-z0-9]{1,5}$")
 

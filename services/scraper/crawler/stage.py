@@ -20,6 +20,7 @@ from services.common.streams import CRAWLS, Message
 from services.scraper.context import WorkerContext
 from services.scraper.crawler.crawl import Crawl
 from services.scraper.crawler.spec import CrawlSpec, SpecError
+from services.scraper.outage import RETRY_S, Outage, sleep_unless, until_redis_answers
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,9 @@ STOP_GRACE_S = 5.0  # beyond the fetch timeout, for crawls to wind down after st
 
 
 async def run(ctx: WorkerContext, stop: asyncio.Event) -> None:
-    await ctx.streams.ensure_group(CRAWLS, GROUP)
+    await until_redis_answers("crawl stage", lambda: ctx.streams.ensure_group(CRAWLS, GROUP), stop)
     running: dict[str, asyncio.Task[None]] = {}
+    outage = Outage("crawl stage")
     try:
         while not stop.is_set():
             free = ctx.settings.crawl_jobs_per_worker - len(running)
@@ -40,9 +42,10 @@ async def run(ctx: WorkerContext, stop: asyncio.Event) -> None:
             try:
                 messages = await _next(ctx, free)
             except RedisError as exc:
-                log.warning("reading %s failed: %s; retrying", CRAWLS, exc)
-                await _sleep_unless(stop, ctx.settings.block_ms / 1000)
+                outage.failed(exc)
+                await sleep_unless(stop, RETRY_S)
                 continue
+            outage.recovered()
             for message in messages:
                 if message.id not in running:  # our own crawl, reclaimed after a late heartbeat
                     task = asyncio.create_task(_handle(ctx, message, stop))
@@ -63,11 +66,6 @@ async def _next(ctx: WorkerContext, count: int) -> list[Message]:
     if reclaimed:
         return reclaimed
     return await ctx.streams.read(CRAWLS, GROUP, ctx.consumer, count, ctx.settings.block_ms)
-
-
-async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
 
 
 async def _wind_down(tasks: list[asyncio.Task[None]], grace_s: float) -> None:

@@ -44,7 +44,8 @@ class Retry:
 
 @dataclass(frozen=True)
 class Leave:
-    """Leaves the message pending untouched; another worker reclaims it after ``reclaim_idle_s``."""
+    """Redis failed while handling: the message stays pending, and this worker takes it again as
+    soon as Redis answers (one more delivery, no back-off: it was not the item's fault)."""
 
 
 Action = Forward | Finish | Ack | Retry | Leave
@@ -59,7 +60,7 @@ def failure_action(failure: StageFailure, product_id: str, stage: str, row: int 
 
 
 def exception_action(stage: str, message: Message, exc: BaseException) -> Action:
-    """A handler crashed: Redis trouble leaves the message for later, anything else is retried."""
+    """A handler crashed: Redis trouble leaves the message for a moment, anything else is retried."""
     if isinstance(exc, RedisError):
         log.warning("%s: Redis error on %s, leaving it pending: %s", stage, message.id, exc)
         return Leave()

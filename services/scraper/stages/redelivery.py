@@ -2,10 +2,14 @@
 workers left behind, claim messages back for a retry, and give up on them (dead-lettering)."""
 
 import asyncio
+import heapq
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
+
+from redis.exceptions import RedisError
 
 from services.common.jobs import ItemError
 from services.common.streams import DEAD, Message, as_text
@@ -26,6 +30,7 @@ class Redelivery:
         self.count = count
         self.idle_ms = int(ctx.settings.reclaim_idle_s * 1000)
         self.held: set[str] = set()  # message ids this worker is handling or will retry
+        self._retries: list[tuple[float, str]] = []  # heap of (due, message id), time.monotonic()
         self._cursor = "0-0"  # XAUTOCLAIM scan position
         self._next_scan = 0.0  # loop time of the next reclaim pass
 
@@ -34,6 +39,34 @@ class Redelivery:
 
     def release(self, message_id: str) -> None:
         self.held.discard(message_id)
+
+    def later(self, message_id: str, delay_s: float) -> None:
+        """Keeps holding the message, to claim it back in ``delay_s`` (:meth:`claim_due`)."""
+        heapq.heappush(self._retries, (time.monotonic() + delay_s, message_id))
+
+    def wait_s(self, longest: float) -> float:
+        """``longest``, or less when a retry is due sooner."""
+        return min(longest, self._retries[0][0] - time.monotonic()) if self._retries else longest
+
+    async def claim_due(self, limit: int) -> list[Message]:
+        """Up to ``limit`` messages whose retry is due, claimed back (one more delivery each)."""
+        now = time.monotonic()
+        ids: list[str] = []
+        while self._retries and self._retries[0][0] <= now and len(ids) < limit:
+            ids.append(heapq.heappop(self._retries)[1])
+        if not ids:
+            return []
+        try:
+            messages = await self.claim(ids)
+        except RedisError:
+            # Still due: out of the heap but held, the heartbeat would keep them claimed forever,
+            # never retried here nor reclaimed by another worker.
+            for message_id in ids:
+                heapq.heappush(self._retries, (now, message_id))
+            raise
+        for gone in set(ids) - {m.id for m in messages}:  # finished elsewhere meanwhile
+            self.release(gone)
+        return messages
 
     async def heartbeat(self) -> None:
         """Keeps the held messages' idle time low, so no other worker reclaims them."""
@@ -71,7 +104,9 @@ class Redelivery:
                 self.stream, self.group, self.consumer, self.idle_ms, self._cursor, count=self.count
             )
             self._cursor = as_text(reply[0])
-            messages = await self._messages(reply[1])
+            # Ours already: held through a Redis outage longer than the idle time, which the
+            # heartbeat could not refresh. Handling them twice would forward them twice.
+            messages = [m for m in await self._messages(reply[1]) if m.id not in self.held]
             if messages:
                 log.info("%s: took over %d messages of a stopped worker", self.group, len(messages))
                 self.hold(m.id for m in messages)

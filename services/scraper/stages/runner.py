@@ -19,11 +19,13 @@ Delivery rules:
   (default: a DEAD stream entry and the item failed with ``retries_exhausted``).
 - On ``stop`` the runner reads nothing more, finishes the batches in flight and returns; messages
   waiting for a retry stay pending for another worker.
+- While Redis is down the runner retries once a second (:mod:`services.scraper.outage`) and goes
+  on where it was once Redis is back. A message it could not settle stays pending (never lost) and
+  held: the same worker tries it again as soon as Redis answers, not ``reclaim_idle_s`` later.
 """
 
 import asyncio
 import contextlib
-import heapq
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -35,6 +37,7 @@ from redis.exceptions import RedisError
 from services.common.jobs import ItemError
 from services.common.streams import Message
 from services.scraper.context import WorkerContext
+from services.scraper.outage import RETRY_S, Outage, sleep_unless, until_redis_answers
 from services.scraper.stages.actions import (
     Ack,
     Action,
@@ -92,7 +95,7 @@ class _Runner:
         self.stage = stage
         self.settings = ctx.settings
         self.redelivery = Redelivery(ctx, stage.stream, stage.name, stage.batch)
-        self.retries: list[tuple[float, str]] = []  # heap of (due, message id), time.monotonic()
+        self.outage = Outage(f"{stage.name} stage")
 
     async def run(self, stop: asyncio.Event) -> None:
         await self._ensure_group(stop)
@@ -118,45 +121,32 @@ class _Runner:
             log.info("%s stage stopped", self.stage.name)
 
     async def _ensure_group(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.ctx.streams.ensure_group(self.stage.stream, self.stage.name)
-                return
-            except RedisError as exc:
-                log.warning("%s: Redis unavailable (%s); retrying", self.stage.name, exc)
-                await sleep_unless(stop, 1.0)
+        stage = self.stage
+        await until_redis_answers(
+            f"{stage.name} stage", lambda: self.ctx.streams.ensure_group(stage.stream, stage.name), stop
+        )
 
     async def _next_batch(self, stop: asyncio.Event) -> list[Message]:
         """Due retries first, then work of dead workers, then new messages."""
+        redelivery = self.redelivery
         try:
-            return await self._due_retries() or await self.redelivery.reclaim() or await self._read(stop)
+            batch = await redelivery.claim_due(self.stage.batch) or await redelivery.reclaim()
+            batch = batch or await self._read(stop)
         except RedisError as exc:
-            log.warning("%s: Redis error (%s); retrying in 1s", self.stage.name, exc)
+            self.outage.failed(exc)
             if "NOGROUP" in str(exc):  # the stream was deleted (a Redis restarted without data)
                 await self._ensure_group(stop)
-            await sleep_unless(stop, 1.0)
+            await sleep_unless(stop, RETRY_S)
             return []
-
-    async def _due_retries(self) -> list[Message]:
-        now = time.monotonic()
-        ids: list[str] = []
-        while self.retries and self.retries[0][0] <= now and len(ids) < self.stage.batch:
-            ids.append(heapq.heappop(self.retries)[1])
-        if not ids:
-            return []
-        messages = await self.redelivery.claim(ids)
-        for gone in set(ids) - {m.id for m in messages}:  # finished elsewhere meanwhile
-            self.redelivery.release(gone)
-        return messages
+        self.outage.recovered()
+        return batch
 
     async def _read(self, stop: asyncio.Event) -> list[Message]:
         stage = self.stage
         if stage.downstream and await self.ctx.streams.length(stage.downstream) >= stage.high_water:
             await sleep_unless(stop, 0.05)
             return []
-        wait_s = self.settings.block_ms / 1000
-        if self.retries:  # wake up in time for the next retry
-            wait_s = min(wait_s, self.retries[0][0] - time.monotonic())
+        wait_s = self.redelivery.wait_s(self.settings.block_ms / 1000)  # up in time for a retry
         block_ms = max(1, int(wait_s * 1000))  # BLOCK 0 would wait forever
         return await self.ctx.streams.read(stage.stream, stage.name, self.ctx.consumer, stage.batch, block_ms)
 
@@ -213,14 +203,18 @@ class _Runner:
     async def _settle(self, bulk: list[tuple[Message, Settleable]]) -> dict[str, str]:
         outcomes = await settle_all(self.ctx, self.stage.name, bulk)
         for message, _ in bulk:
-            self.redelivery.release(message.id)
+            if outcomes[message.id] == "left":  # Redis failed: none of the batch was settled
+                self._again_soon(message.id)
+            else:
+                self.redelivery.release(message.id)
             ITEMS.labels(self.stage.name, outcomes[message.id]).inc()
         return outcomes
 
     async def _apply(self, message: Message, action: Action) -> str:
         """Carries out ``action``; returns the outcome. Whatever goes wrong, the message ends up
-        either finished or released (pending, for a reclaim): never held forever."""
+        finished, queued for a retry here, or released (pending, for a reclaim): never held forever."""
         streams, group = self.ctx.streams, self.stage.name
+        held = False
         try:
             match action:
                 case Forward(stream, fields):
@@ -238,20 +232,29 @@ class _Runner:
                     outcome = "acked"
                 case Retry(error):
                     outcome = await self._retry(message, error)
+                    held = outcome == "retried"
                 case Leave():
-                    outcome = "left"
+                    outcome, held = self._again_soon(message.id), True
         except RedisError as exc:
-            log.warning("%s: Redis error on %s (%s); left pending for a retry", group, message.id, exc)
-            outcome = "left"
+            log.warning(
+                "%s: Redis error on %s (%s); trying it again once Redis answers", group, message.id, exc
+            )
+            outcome, held = self._again_soon(message.id), True
         except Exception:
             log.exception(
                 "%s: could not apply %s to %s; left pending", group, type(action).__name__, message.id
             )
             outcome = "left"
-        if outcome != "retried":
+        if not held:
             self.redelivery.release(message.id)
         ITEMS.labels(group, outcome).inc()
         return outcome
+
+    def _again_soon(self, message_id: str) -> str:
+        """Redis failed on the message: it stays held, and is claimed again (one more delivery)
+        once Redis answers; a reclaim would first wait ``reclaim_idle_s``."""
+        self.redelivery.later(message_id, RETRY_S)
+        return "left"
 
     async def _retry(self, message: Message, error: ItemError) -> str:
         attempts, limit = message.deliveries, self.settings.max_attempts
@@ -266,11 +269,5 @@ class _Runner:
             *(self.stage.name, error.product_id or message.id, attempts, limit),
             *(error.code, error.message, delay),
         )
-        heapq.heappush(self.retries, (time.monotonic() + delay, message.id))
+        self.redelivery.later(message.id, delay)
         return "retried"
-
-
-async def sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    """Sleeps, waking early when ``stop`` is set."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
