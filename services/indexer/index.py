@@ -1,4 +1,5 @@
-"""The vector index behind a small protocol, so another engine (e.g. Milvus) can replace FAISS.
+"""The embedded backend's vector index (FAISS), behind a small protocol. Another engine replaces the
+whole storage instead (backend.py: the Milvus backend keeps vectors and catalog in one collection).
 
 Which kind of FAISS index a catalog gets (exact flat, or IVF above a size) is decided in ann.py.
 """

@@ -12,7 +12,9 @@ from services.common.logs import setup_logging
 from services.common.metrics import start_metrics_server
 from services.common.settings import load_settings
 from services.indexer.ann import IndexPolicy
+from services.indexer.backend import Backend, StorageUnavailable
 from services.indexer.config import IndexerSettings
+from services.indexer.embedded import EmbeddedBackend
 from services.indexer.locking import StateDirLocked
 from services.indexer.rerank import CategoryRerank
 from services.indexer.servicer import IndexerServicer
@@ -48,13 +50,15 @@ async def start_server(settings: IndexerSettings) -> RunningIndexer:
     policy = IndexPolicy(
         settings.index_type, settings.ann_threshold, settings.nprobe, settings.ann_retrain_growth
     )
-    store = CatalogStore(settings.state_path, _limits(settings), rerank, policy)
+    store = CatalogStore(
+        settings.state_path, _limits(settings), rerank, policy, make_backend(settings, policy)
+    )
     server = GrpcServer([SERVICE_NAME], settings.grpc_max_message_bytes)
     indexer_pb2_grpc.add_IndexerServicer_to_server(IndexerServicer(store, settings.max_k), server.server)
     port = await server.start(settings.host, settings.port)
     try:
         await asyncio.to_thread(store.open)
-        log.info("index ready (%s) in %s", store.load_path, settings.state_path)
+        log.info("index ready (%s) in %s", store.load_path, _where(settings))
         snapshots = asyncio.create_task(_snapshot_loop(store, settings.snapshot_interval_s))
         await server.set_serving()
     except BaseException:
@@ -73,6 +77,32 @@ async def _snapshot_loop(store: CatalogStore, interval_s: float) -> None:
             await asyncio.to_thread(store.snapshot_if_dirty)
         except Exception:
             log.exception("periodic snapshot failed; retrying in %.0fs", interval_s)
+
+
+def make_backend(settings: IndexerSettings, policy: IndexPolicy) -> Backend:
+    if settings.backend == "milvus":
+        # Imported here: pymilvus is an optional extra, needed only by this backend.
+        from services.indexer.milvus_backend import MilvusBackend
+        from services.indexer.milvus_search import MilvusConfig
+
+        return MilvusBackend(
+            MilvusConfig(
+                uri=settings.milvus_target,
+                token=settings.milvus_token.get_secret_value(),
+                db_name=settings.milvus_db,
+                collection=settings.milvus_collection,
+                index_type=settings.milvus_index_type,
+                consistency=settings.milvus_consistency,
+                timeout_s=settings.milvus_timeout_s,
+            )
+        )
+    return EmbeddedBackend(settings.state_path, policy)
+
+
+def _where(settings: IndexerSettings) -> str:
+    if settings.backend == "milvus":
+        return f"Milvus collection {settings.milvus_collection!r} at {settings.milvus_target}"
+    return str(settings.state_path)
 
 
 def _limits(settings: IndexerSettings) -> StoreLimits:
@@ -95,6 +125,6 @@ def main() -> None:
     setup_logging("indexer", settings.log_level)
     try:
         asyncio.run(serve(settings))
-    except (StateDirLocked, sqlite3.DatabaseError, OSError) as exc:
+    except (StateDirLocked, StorageUnavailable, sqlite3.DatabaseError, OSError) as exc:
         log.error("cannot start the indexer: %s", exc)
         raise SystemExit(2) from None

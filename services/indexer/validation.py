@@ -18,7 +18,7 @@ MAX_OFFSET = 10_000
 MAX_FILTER_VALUES = 256
 MAX_IMAGE_KEY_CHARS = 1024
 MAX_MODEL_ID_CHARS = 256
-_TEXT_LIMITS = {
+TEXT_LIMITS = {  # characters
     "title": 1000,
     "url": 4096,
     "image_url": 4096,
@@ -33,7 +33,7 @@ MAX_ATTRIBUTES_BYTES = 64 * 1024
 def check_product(product: ProductRecord) -> ProductRecord:
     """The product with attributes_json normalised ("" -> "{}"), or InvalidInput."""
     validate_product_id(product.product_id)
-    for name, limit in _TEXT_LIMITS.items():
+    for name, limit in TEXT_LIMITS.items():
         value: str = getattr(product, name)
         if len(value) > limit:
             raise InvalidInput(f"product.{name} is {len(value)} characters; the limit is {limit}")

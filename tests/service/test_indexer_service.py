@@ -2,6 +2,8 @@
 
 Vectors are random unit vectors; expected rankings are recomputed by brute force with numpy, so
 every assertion checks the real outcome (which product, at what similarity), not just a status.
+Tests taking ``indexer_backend`` run on both storages (faiss, and milvus on milvus-lite) and expect
+the same answers from each; the snapshot tests are about FAISS' files and run on faiss only.
 """
 
 from __future__ import annotations
@@ -155,18 +157,20 @@ async def status_of(call: Awaitable[object]) -> tuple[grpc.StatusCode, str]:
 
 
 @asynccontextmanager
-async def loaded(state_dir: Path, items: list[Item]) -> AsyncIterator[tuple[Stub, RunningIndexer]]:
-    async with indexer(state_dir) as (stub, running):
+async def loaded(
+    state_dir: Path, items: list[Item], **overrides: Any
+) -> AsyncIterator[tuple[Stub, RunningIndexer]]:
+    async with indexer(state_dir, **overrides) as (stub, running):
         for item in items:
             await upsert(stub, item)
         yield stub, running
 
 
-def test_each_vector_finds_its_product_first(tmp_path: Path) -> None:
+def test_each_vector_finds_its_product_first(tmp_path: Path, indexer_backend: str) -> None:
     items = make_items()
 
     async def body() -> None:
-        async with loaded(tmp_path, items) as (stub, running):
+        async with loaded(tmp_path, items, backend=indexer_backend) as (stub, running):
             await wait_serving(f"127.0.0.1:{running.port}", timeout_s=0)
             for item in items:
                 for key, vector in zip(item.keys, item.vectors, strict=True):
@@ -178,12 +182,12 @@ def test_each_vector_finds_its_product_first(tmp_path: Path) -> None:
     run(body())
 
 
-def test_a_product_appears_once_at_its_best_score(tmp_path: Path) -> None:
+def test_a_product_appears_once_at_its_best_score(tmp_path: Path, indexer_backend: str) -> None:
     items = make_items()
     query = unit(items[0].vectors[2] + 0.5 * items[0].vectors[0])  # near two of shoe-1's three photos
 
     async def body() -> None:
-        async with loaded(tmp_path, items) as (stub, _):
+        async with loaded(tmp_path, items, backend=indexer_backend) as (stub, _):
             got = await search(stub, query, k=len(items))
             assert len({p for p, _, _ in got}) == len(got) == len(items)
             assert_ranked(got, brute_force(items, query))
@@ -193,7 +197,9 @@ def test_a_product_appears_once_at_its_best_score(tmp_path: Path) -> None:
     run(body())
 
 
-def test_category_rerank_lifts_the_category_of_the_nearest_products(tmp_path: Path) -> None:
+def test_category_rerank_lifts_the_category_of_the_nearest_products(
+    tmp_path: Path, indexer_backend: str
+) -> None:
     # A bag that happens to be nearest to a shoe-like query, behind which two shoes crowd: with
     # re-ranking on, the neighbourhood's category (shoes) goes first; similarities stay the cosine.
     base = unit(np.eye(8, dtype=np.float32)[0])
@@ -209,7 +215,7 @@ def test_category_rerank_lifts_the_category_of_the_nearest_products(tmp_path: Pa
     ]
 
     async def body() -> None:
-        async with indexer(tmp_path, category_rerank=0.1) as (stub, _):
+        async with indexer(tmp_path, category_rerank=0.1, backend=indexer_backend) as (stub, _):
             for item in items:
                 await upsert(stub, item)
             got = await search(stub, base, k=3, model_id=MODEL)
@@ -220,7 +226,7 @@ def test_category_rerank_lifts_the_category_of_the_nearest_products(tmp_path: Pa
     run(body())
 
 
-def test_upsert_replaces_all_vectors_and_metadata(tmp_path: Path) -> None:
+def test_upsert_replaces_all_vectors_and_metadata(tmp_path: Path, indexer_backend: str) -> None:
     items = make_items()
     old = items[2]  # bag-1, two vectors
     new = Item(
@@ -230,7 +236,7 @@ def test_upsert_replaces_all_vectors_and_metadata(tmp_path: Path) -> None:
     )
 
     async def body() -> None:
-        async with loaded(tmp_path, items) as (stub, _):
+        async with loaded(tmp_path, items, backend=indexer_backend) as (stub, _):
             stored = await upsert(stub, new)
             assert (stored.vector_count, stored.title, stored.price) == (1, "Bag v2", 99.0)
             assert stored.indexed_at_ms > 0
@@ -262,7 +268,10 @@ def test_upsert_replaces_all_vectors_and_metadata(tmp_path: Path) -> None:
     ],
 )
 def test_filters(
-    tmp_path: Path, flt: indexer_pb2.Filter, keep: Callable[[indexer_pb2.Product], bool]
+    tmp_path: Path,
+    indexer_backend: str,
+    flt: indexer_pb2.Filter,
+    keep: Callable[[indexer_pb2.Product], bool],
 ) -> None:
     items = make_items()
     query = items[0].vectors[0]
@@ -270,20 +279,20 @@ def test_filters(
     assert 0 < len(kept) < len(items)
 
     async def body() -> None:
-        async with loaded(tmp_path, items) as (stub, _):
+        async with loaded(tmp_path, items, backend=indexer_backend) as (stub, _):
             got = await search(stub, query, k=len(items), filter=flt)
             assert_ranked(got, brute_force(kept, query))
 
     run(body())
 
 
-def test_k_offset_paging_and_min_similarity(tmp_path: Path) -> None:
+def test_k_offset_paging_and_min_similarity(tmp_path: Path, indexer_backend: str) -> None:
     items = make_items()
     query = items[3].vectors[1]
     expected = brute_force(items, query)
 
     async def body() -> None:
-        async with loaded(tmp_path, items) as (stub, _):
+        async with loaded(tmp_path, items, backend=indexer_backend) as (stub, _):
             pages = [await search(stub, query, k=2, offset=o) for o in (0, 2, 4)]
             assert [len(p) for p in pages] == [2, 2, 2]
             assert_ranked([m for page in pages for m in page], expected)
@@ -295,11 +304,11 @@ def test_k_offset_paging_and_min_similarity(tmp_path: Path) -> None:
     run(body())
 
 
-def test_delete_removes_from_search_and_get(tmp_path: Path) -> None:
+def test_delete_removes_from_search_and_get(tmp_path: Path, indexer_backend: str) -> None:
     items = make_items()
 
     async def body() -> None:
-        async with loaded(tmp_path, items) as (stub, _):
+        async with loaded(tmp_path, items, backend=indexer_backend) as (stub, _):
             reply = await stub.Delete(indexer_pb2.DeleteRequest(product_id="shoe-1"), timeout=DEADLINE)
             assert reply.vectors_removed == 3
             got = await search(stub, items[0].vectors[0], k=len(items))
@@ -314,13 +323,13 @@ def test_delete_removes_from_search_and_get(tmp_path: Path) -> None:
     run(body())
 
 
-def test_similar_excludes_the_product_and_finds_its_look_alike(tmp_path: Path) -> None:
+def test_similar_excludes_the_product_and_finds_its_look_alike(tmp_path: Path, indexer_backend: str) -> None:
     items = make_items()
     expected = brute_force_similar(items, "shoe-1")
     acme = {i.pid for i in items if i.product.brand == "acme"}
 
     async def body() -> None:
-        async with loaded(tmp_path, items) as (stub, _):
+        async with loaded(tmp_path, items, backend=indexer_backend) as (stub, _):
             got = await similar(stub, "shoe-1", k=10)
             assert got[0][0] == "shoe-2"
             assert_ranked(got, expected)
@@ -334,11 +343,11 @@ def test_similar_excludes_the_product_and_finds_its_look_alike(tmp_path: Path) -
     run(body())
 
 
-def test_list_pages_with_cursor_and_stats(tmp_path: Path) -> None:
+def test_list_pages_with_cursor_and_stats(tmp_path: Path, indexer_backend: str) -> None:
     items = make_items()
 
     async def body() -> None:
-        async with loaded(tmp_path, items) as (stub, _):
+        async with loaded(tmp_path, items, backend=indexer_backend) as (stub, _):
             seen: list[str] = []
             cursor = ""
             for _ in range(len(items)):
@@ -366,13 +375,13 @@ def test_list_pages_with_cursor_and_stats(tmp_path: Path) -> None:
     run(body())
 
 
-def test_model_and_dim_guards(tmp_path: Path) -> None:
+def test_model_and_dim_guards(tmp_path: Path, indexer_backend: str) -> None:
     items = make_items()
     dim = items[0].vectors.shape[1]
     other_dim = make_items(dim=dim // 2)
 
     async def body() -> None:
-        async with loaded(tmp_path, items) as (stub, _):
+        async with loaded(tmp_path, items, backend=indexer_backend) as (stub, _):
             code, details = await status_of(upsert(stub, items[0], model_id="other-model"))
             assert code == grpc.StatusCode.FAILED_PRECONDITION
             assert MODEL in details
@@ -388,13 +397,13 @@ def test_model_and_dim_guards(tmp_path: Path) -> None:
     run(body())
 
 
-def test_bad_requests_get_precise_codes(tmp_path: Path) -> None:
+def test_bad_requests_get_precise_codes(tmp_path: Path, indexer_backend: str) -> None:
     items = make_items()
     query = items[0].vectors[0]
     many = indexer_pb2.SearchRequest(queries=[indexer_pb2.Vector(values=query.tolist())] * 65)
 
     async def body() -> None:
-        async with loaded(tmp_path, items) as (stub, _):
+        async with loaded(tmp_path, items, backend=indexer_backend) as (stub, _):
             cases: list[tuple[Awaitable[object], grpc.StatusCode]] = [
                 (search(stub, query, k=1001), grpc.StatusCode.INVALID_ARGUMENT),
                 (search(stub, query, offset=10_001), grpc.StatusCode.INVALID_ARGUMENT),
@@ -422,11 +431,11 @@ def test_bad_requests_get_precise_codes(tmp_path: Path) -> None:
     run(body())
 
 
-def test_empty_index_searches_to_no_matches(tmp_path: Path) -> None:
+def test_empty_index_searches_to_no_matches(tmp_path: Path, indexer_backend: str) -> None:
     query = make_items()[0].vectors[0]
 
     async def body() -> None:
-        async with indexer(tmp_path) as (stub, running):
+        async with indexer(tmp_path, backend=indexer_backend) as (stub, running):
             assert running.store.load_path == "empty"
             assert await search(stub, query, model_id=MODEL) == []
             stats = await stub.Stats(indexer_pb2.StatsRequest(), timeout=DEADLINE)
@@ -440,16 +449,17 @@ async def snapshot_of_results(stub: Stub, items: list[Item]) -> list[Ranked]:
     return [await search(stub, q, k=4) for q in queries] + [await similar(stub, i.pid, k=3) for i in items]
 
 
-def test_graceful_restart_loads_the_snapshot(tmp_path: Path) -> None:
+def test_graceful_restart_keeps_every_answer(tmp_path: Path, indexer_backend: str) -> None:
     items = make_items()
 
     async def body() -> None:
-        async with loaded(tmp_path, items) as (stub, _):
+        async with loaded(tmp_path, items, backend=indexer_backend) as (stub, _):
             before = await snapshot_of_results(stub, items)
-        assert (tmp_path / INDEX_FILE).is_file()
-        assert (tmp_path / META_FILE).is_file()
-        async with indexer(tmp_path) as (stub, running):
-            assert running.store.load_path == "snapshot"
+        if indexer_backend == "faiss":  # FAISS saved its index; Milvus persisted each write itself
+            assert (tmp_path / INDEX_FILE).is_file()
+            assert (tmp_path / META_FILE).is_file()
+        async with indexer(tmp_path, backend=indexer_backend) as (stub, running):
+            assert running.store.load_path == {"faiss": "snapshot", "milvus": "milvus"}[indexer_backend]
             assert await snapshot_of_results(stub, items) == before
 
     run(body())
@@ -497,9 +507,10 @@ def test_restart_rebuilds_from_sqlite_when_the_snapshot_is_unusable(
 class IndexerProcess:
     """``python -m services.indexer`` as a real process, to kill it the hard way."""
 
-    def __init__(self, state_dir: Path, log_path: Path) -> None:
+    def __init__(self, state_dir: Path, log_path: Path, backend: str = "faiss") -> None:
         env = {**os.environ, "VS_INDEXER_HOST": "127.0.0.1", "VS_INDEXER_PORT": "0", "VS_LOG_LEVEL": "INFO"}
         env |= {"VS_INDEXER_STATE_DIR": str(state_dir), "VS_INDEXER_METRICS_PORT": "0"}
+        env |= {"VS_INDEXER_BACKEND": backend, "VS_MILVUS_URI": ""}  # milvus: <state dir>/milvus.db
         self.log_path = log_path
         self._log = log_path.open("w")
         root = Path(__file__).resolve().parents[2]
@@ -546,28 +557,114 @@ async def process_stub(process: IndexerProcess) -> AsyncIterator[Stub]:
         await channel.close()
 
 
-def test_kill_9_then_restart_rebuilds_and_sigterm_snapshots(tmp_path: Path) -> None:
+def test_kill_9_then_restart_keeps_every_answer(tmp_path: Path, indexer_backend: str) -> None:
+    """faiss rebuilds from SQLite after a kill and snapshots on SIGTERM; milvus-lite reopens its file."""
     items = make_items()
     state = tmp_path / "state"
+    faiss = indexer_backend == "faiss"
 
     async def body() -> None:
-        first = IndexerProcess(state, tmp_path / "first.log")
+        first = IndexerProcess(state, tmp_path / "first.log", indexer_backend)
         async with process_stub(first) as stub:
             for item in items:
                 await upsert(stub, item)
             before = await snapshot_of_results(stub, items)
         assert first.end(signal.SIGKILL) == -signal.SIGKILL
 
-        second = IndexerProcess(state, tmp_path / "second.log")
+        second = IndexerProcess(state, tmp_path / "second.log", indexer_backend)
         async with process_stub(second) as stub:
             assert await snapshot_of_results(stub, items) == before
         assert second.end(signal.SIGTERM) == 0
-        assert "rebuilt index from the catalog" in second.log_path.read_text()
+        expected = "rebuilt index from the catalog" if faiss else "index ready (milvus)"
+        assert expected in second.log_path.read_text()
 
-        third = IndexerProcess(state, tmp_path / "third.log")
+        third = IndexerProcess(state, tmp_path / "third.log", indexer_backend)
         async with process_stub(third) as stub:
             assert await snapshot_of_results(stub, items) == before
         assert third.end(signal.SIGTERM) == 0
-        assert "loaded index snapshot" in third.log_path.read_text()
+        expected = "loaded index snapshot" if faiss else "index ready (milvus)"
+        assert expected in third.log_path.read_text()
+
+    run(body())
+
+
+def test_a_milvus_lite_file_serves_one_indexer_process_at_a_time(tmp_path: Path) -> None:
+    """milvus-lite locks its file: a second process fails to start (exit 2, with the reason) rather
+    than corrupt it. Replicas need a Milvus server (below)."""
+    state = tmp_path / "state"
+
+    async def body() -> None:
+        first = IndexerProcess(state, tmp_path / "first.log", "milvus")
+        async with process_stub(first):
+            second = IndexerProcess(state, tmp_path / "second.log", "milvus")
+            assert second.proc.wait(timeout=60) == 2
+            second.end(signal.SIGTERM)
+            assert "cannot start the indexer: cannot open Milvus" in second.log_path.read_text()
+        assert first.end(signal.SIGTERM) == 0
+
+    run(body())
+
+
+def test_replicas_over_one_milvus_server_answer_alike(tmp_path: Path, milvus_server: str) -> None:
+    """Two indexers on one Milvus (a milvus-lite server process here, a cluster in production):
+    each sees the other's writes at once and answers every question the same."""
+    items = make_items()
+    shared = {"backend": "milvus", "milvus_uri": milvus_server, "milvus_collection": "replicas"}
+    changed = Item(
+        indexer_pb2.Product(product_id="bag-1", title="Bag v2", category="bags", brand="acme", price=99.0),
+        ["new.jpg"],
+        unit(np.random.default_rng(5).normal(size=(1, items[0].vectors.shape[1]))),
+    )
+
+    async def body() -> None:
+        async with (
+            indexer(tmp_path / "a", **shared) as (a, _),
+            indexer(tmp_path / "b", **shared) as (b, _),
+        ):
+            for item in items:
+                await upsert(a, item)
+            assert await snapshot_of_results(b, items) == await snapshot_of_results(a, items)
+            await upsert(b, changed)
+            await b.Delete(indexer_pb2.DeleteRequest(product_id="shoe-2"), timeout=DEADLINE)
+            now = [changed if i.pid == "bag-1" else i for i in items if i.pid != "shoe-2"]
+            for replica in (a, b):
+                assert_ranked(
+                    await search(replica, items[0].vectors[1], k=10), brute_force(now, items[0].vectors[1])
+                )
+            assert await snapshot_of_results(a, now) == await snapshot_of_results(b, now)
+            lists = [await r.List(indexer_pb2.ListRequest(limit=3), timeout=DEADLINE) for r in (a, b)]
+            assert lists[0] == lists[1]
+            stats = [await r.Stats(indexer_pb2.StatsRequest(), timeout=DEADLINE) for r in (a, b)]
+            assert stats[0] == stats[1]
+            assert (stats[0].products, stats[0].model_id) == (len(now), MODEL)
+            code, details = await status_of(upsert(b, items[0], model_id="other-model"))
+            assert code == grpc.StatusCode.FAILED_PRECONDITION
+            assert MODEL in details
+
+    run(body())
+
+
+def test_a_milvus_outage_answers_unavailable(
+    tmp_path: Path, own_milvus_server: tuple[str, subprocess.Popen[bytes]]
+) -> None:
+    uri, server = own_milvus_server
+    items = make_items()
+
+    async def body() -> None:
+        async with loaded(tmp_path, items[:2], backend="milvus", milvus_uri=uri, milvus_timeout_s=1.0) as (
+            stub,
+            _,
+        ):
+            assert (await search(stub, items[0].vectors[0], k=1))[0][0] == items[0].pid
+            server.kill()
+            server.wait(timeout=30)
+            for call in (
+                search(stub, items[0].vectors[0], k=1),
+                upsert(stub, items[2]),
+                stub.Stats(indexer_pb2.StatsRequest(), timeout=DEADLINE),
+            ):
+                code, details = await status_of(call)
+                assert code == grpc.StatusCode.UNAVAILABLE
+                assert "vector store failed" in details
 
     run(body())
