@@ -22,6 +22,7 @@ from services.common.images import decode_image
 from services.devstack.config import StackSettings
 from services.devstack.ephemeral import ephemeral_stack
 from services.devstack.launcher import GRPC_SERVICES, Stack
+from services.devstack.replicas import service_of
 from services.indexer.records import ProductRecord
 from services.indexer.store import CatalogStore
 
@@ -123,7 +124,7 @@ def restart(stack: Stack, name: str, env: Mapping[str, str | None], wipe_state: 
         shutil.rmtree(stack.settings.data_dir / "indexer", ignore_errors=True)
     stack.start_service(name)
     stack.wait_ready(name)
-    if name in GRPC_SERVICES:  # the gateway reconnects on its own; make sure it is ready again
+    if service_of(name) in GRPC_SERVICES:  # the gateway reconnects on its own; make sure it is ready again
         stack.wait_ready("gateway")
 
 

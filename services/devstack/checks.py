@@ -1,7 +1,9 @@
 """Readiness and port checks of the dev stack launcher."""
 
+import random
 import socket
 import time
+from pathlib import Path
 
 import redis
 
@@ -40,3 +42,18 @@ def require_free_port(host: str, port: int, name: str, wait_s: float = 5.0) -> N
                         f"port {port} for {name} is taken ({exc.strerror}); set its port"
                     ) from exc
         time.sleep(0.1)
+
+
+def free_port() -> int:
+    """A free loopback port BELOW the kernel's ephemeral range: a port taken from that range
+    (bind to 0) can be handed to an outgoing connection after we release it, and a service
+    restarted later would then find its own port taken."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in random.sample(range(20000, min(low, 32768)), 200):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")

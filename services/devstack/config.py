@@ -5,6 +5,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.devstack.replicas import MAX_REPLICAS
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -24,7 +26,16 @@ class StackSettings(BaseSettings):
     python: str = ""  # interpreter for the services; empty = the one running the launcher
     start_timeout_s: float = 120.0
     load_demo: bool = True
+    # Replicas of the stateless services (services/devstack/replicas.py); 1 = the plain stack.
+    detectors: int = Field(default=1, ge=1, le=MAX_REPLICAS)
+    embedders: int = Field(default=1, ge=1, le=MAX_REPLICAS)
+    gateways: int = Field(default=1, ge=1, le=MAX_REPLICAS)
 
     @property
     def gateway_url(self) -> str:
+        """The first gateway's (the one on the configured port)."""
         return f"http://{self.host}:{self.gateway_port}"
+
+    @property
+    def replica_counts(self) -> dict[str, int]:
+        return {"detector": self.detectors, "embedder": self.embedders, "gateway": self.gateways}

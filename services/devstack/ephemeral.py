@@ -1,37 +1,30 @@
 """Throwaway stacks for benchmarks and tests: a temp folder, free ports, stopped on exit."""
 
 import os
-import random
-import socket
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from services.devstack.checks import free_port
 from services.devstack.config import StackSettings
 from services.devstack.launcher import Stack
 
-
-def free_port() -> int:
-    """A free loopback port BELOW the kernel's ephemeral range: a port taken from that range
-    (bind to 0) can be handed to an outgoing connection after we release it, and a service
-    restarted later would then find its own port taken."""
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    for port in random.sample(range(20000, min(low, 32768)), 200):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port below the ephemeral range")
+__all__ = ["environment", "ephemeral_settings", "ephemeral_stack", "free_port"]
 
 
-def ephemeral_settings(base: Path, load_demo: bool) -> StackSettings:
+def ephemeral_settings(
+    base: Path, load_demo: bool, replicas: Mapping[str, int] | None = None
+) -> StackSettings:
+    """``replicas``: replicas per service (``{"embedder": 2}``), 1 each by default."""
+    counts = replicas or {}
     return StackSettings(
         run_dir=base / "run",
         data_dir=base / "data",
         load_demo=load_demo,
+        detectors=counts.get("detector", 1),
+        embedders=counts.get("embedder", 1),
+        gateways=counts.get("gateway", 1),
         gateway_port=free_port(),
         detector_port=free_port(),
         embedder_port=free_port(),
@@ -41,10 +34,10 @@ def ephemeral_settings(base: Path, load_demo: bool) -> StackSettings:
 
 
 @contextmanager
-def ephemeral_stack(load_demo: bool = False) -> Iterator[Stack]:
+def ephemeral_stack(load_demo: bool = False, replicas: Mapping[str, int] | None = None) -> Iterator[Stack]:
     """The whole stack up and ready in a temp folder; everything stopped and removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="vs-stack-") as tmp:
-        stack = Stack(ephemeral_settings(Path(tmp), load_demo))
+        stack = Stack(ephemeral_settings(Path(tmp), load_demo, replicas))
         try:
             stack.up()
             yield stack

@@ -1,25 +1,24 @@
 """Brings the stack up as plain processes: Redis, detector, embedder, indexer, gateway, an ingest
-worker, demo catalog."""
+worker, demo catalog. Detectors, embedders and gateways may run as several replicas
+(services/devstack/replicas.py); the gateways and the worker get every replica's address."""
 
 import asyncio
 import json
 import logging
 import os
-import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from urllib.parse import urlparse
 
 import httpx
 
-from services.devstack.checks import StackError, grpc_serving, redis_ping, require_free_port
+from services.devstack.checks import StackError, free_port, grpc_serving, require_free_port
 from services.devstack.config import StackSettings
+from services.devstack.demo import import_demo
 from services.devstack.procs import Proc, ProcessTable
-from services.scraper.cli import DEMO_MANIFESTS
-from services.scraper.demo_feed import demo_rows, write_feed
+from services.devstack.redis_server import ensure_redis
+from services.devstack.replicas import Replica, ReplicaFile, plan_replicas, service_of
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +37,43 @@ class Stack:
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
         self.procs = ProcessTable(settings.run_dir)
+        self.replica_file = ReplicaFile(settings.run_dir)
+        self._replicas: dict[str, Replica] | None = None
         # Seconds from the start of up() until each service (and redis, the worker) was ready.
         self.ready_s: dict[str, float] = {}
 
-    # ---- addresses and environment -------------------------------------------------------
+    # ---- replicas, addresses and environment ----------------------------------------------
+    @property
+    def replicas(self) -> dict[str, Replica]:
+        """Every service process by name: the running stack's plan, or the settings' one."""
+        if self._replicas is None:
+            self._replicas = self.replica_file.load() or self._plan()
+        return self._replicas
+
+    def _plan(self) -> dict[str, Replica]:
+        ports = {name: int(getattr(self.settings, f"{name}_port")) for name in ALL_SERVICES}
+        return plan_replicas(ports, self.settings.replica_counts, free_port)
+
+    def replicas_of(self, name: str) -> list[Replica]:
+        """The replica ``name``, or every replica of service ``name``."""
+        if name in self.replicas:
+            return [self.replicas[name]]
+        found = [r for r in self.replicas.values() if r.service == name]
+        if not found:
+            raise StackError(f"no service or replica named {name!r}")
+        return found
+
     def port(self, name: str) -> int:
-        return int(getattr(self.settings, f"{name}_port"))
+        """A replica's port; a service's configured one (its first replica's)."""
+        return self.replicas_of(name)[0].port
 
     def address(self, name: str) -> str:
-        return f"{self.settings.host}:{self.port(name)}"
+        """``host:port`` of a replica; of a service, all its replicas' (``host:p1,host:p2``)."""
+        return ",".join(f"{self.settings.host}:{r.port}" for r in self.replicas_of(name))
+
+    @property
+    def gateway_urls(self) -> list[str]:
+        return [f"http://{self.settings.host}:{r.port}" for r in self.replicas_of("gateway")]
 
     def env(self) -> dict[str, str]:
         s = self.settings
@@ -78,6 +105,14 @@ class Stack:
             env[f"VS_{name.upper()}_PORT"] = str(self.port(name))
         return env
 
+    def replica_env(self, replica: Replica) -> dict[str, str]:
+        env = self.env()
+        prefix = f"VS_{replica.service.upper()}_"
+        env[f"{prefix}PORT"] = str(replica.port)
+        if replica.metrics_port:
+            env[f"{prefix}METRICS_PORT"] = str(replica.metrics_port)
+        return env
+
     def python(self) -> str:
         return self.settings.python or sys.executable
 
@@ -90,6 +125,8 @@ class Stack:
             raise StackError(f"a stack is already running from {self.settings.run_dir}; run ./scripts/down")
         started = time.monotonic()
         self.ready_s = {}
+        self._replicas = self._plan()
+        self.replica_file.save(self._replicas)
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._check_inputs()
         self.ensure_redis()
@@ -98,15 +135,20 @@ class Stack:
         # so its own start-up (imports, app) overlaps the models loading instead of following it.
         for name in ALL_SERVICES:
             self.start_service(name)
-        self.wait_all_ready(list(ALL_SERVICES), started)
+        self.wait_all_ready(list(self.replicas), started)
         self.start_worker(WORKER)
         self.ready_s["worker"] = time.monotonic() - started
         if self.settings.load_demo:
             self.load_demo()
 
-    def start_service(self, name: str) -> Proc:
-        require_free_port(self.settings.host, self.port(name), name)
-        return self.procs.spawn(name, [self.python(), "-m", f"services.{name}"], self.env())
+    def start_service(self, name: str) -> list[Proc]:
+        """Starts a replica, or every replica of a service, on its planned ports."""
+        procs = []
+        for replica in self.replicas_of(name):
+            require_free_port(self.settings.host, replica.port, replica.name)
+            cmd = [self.python(), "-m", f"services.{replica.service}"]
+            procs.append(self.procs.spawn(replica.name, cmd, self.replica_env(replica)))
+        return procs
 
     def start_worker(self, name: str, stages: Sequence[str] = ()) -> Proc:
         """Starts an ingest worker process named ``name`` running ``stages`` (default: all).
@@ -119,7 +161,10 @@ class Stack:
         cmd = [self.python(), "-m", "services.scraper", "worker"]
         if stages:
             cmd += ["--stages", ",".join(stages)]
-        proc = self.procs.spawn(name, cmd, self.env())
+        env = self.env()
+        if name != WORKER and env.get("VS_SCRAPER_METRICS_PORT", "0") not in ("", "0"):
+            env["VS_SCRAPER_METRICS_PORT"] = str(free_port())  # the first worker holds the set one
+        proc = self.procs.spawn(name, cmd, env)
         deadline = time.monotonic() + WORKER_START_S
         while time.monotonic() < deadline:  # a bad setting or stage makes it exit at once
             if not self.procs.alive(proc):
@@ -130,7 +175,8 @@ class Stack:
         return proc
 
     def wait_ready(self, name: str) -> None:
-        self.wait_all_ready([name], time.monotonic())
+        """Waits for a replica, or every replica of a service."""
+        self.wait_all_ready([r.name for r in self.replicas_of(name)], time.monotonic())
 
     def wait_all_ready(self, names: list[str], started: float) -> None:
         """Polls every service in ``names`` each round until all are ready; records when each was
@@ -144,11 +190,11 @@ class Stack:
                     raise StackError(
                         f"{name} exited during start-up; its log ends with:\n{self.procs.tail(procs[name])}"
                     )
-                if name == "gateway" and set(waiting) & set(GRPC_SERVICES):
+                if service_of(name) == "gateway" and {service_of(w) for w in waiting} & set(GRPC_SERVICES):
                     continue  # its /readyz needs the backends: asking now would only cost CPU
-                if self._is_ready(name):
+                if self._is_ready(self.replicas[name]):
                     self.ready_s[name] = time.monotonic() - started
-                    log.info("%s ready on %s", name, self.address(name))
+                    log.info("%s ready on %s%s", name, self.address(name), _metrics(self.replicas[name]))
                     waiting.remove(name)
             if waiting:
                 time.sleep(READY_POLL_S)
@@ -158,16 +204,20 @@ class Stack:
                 f"{', '.join(waiting)} not ready after {self.settings.start_timeout_s:.0f}s; see {logs}"
             )
 
-    def _is_ready(self, name: str) -> bool:
-        if name == "gateway":
+    def _is_ready(self, replica: Replica) -> bool:
+        address = f"{self.settings.host}:{replica.port}"
+        if replica.service == "gateway":
             try:
-                return httpx.get(f"{self.settings.gateway_url}/readyz", timeout=2.0).status_code == 200
+                return httpx.get(f"http://{address}/readyz", timeout=2.0).status_code == 200
             except httpx.HTTPError:
                 return False
-        return asyncio.run(grpc_serving(self.address(name), GRPC_SERVICES[name])) == "SERVING"
+        return asyncio.run(grpc_serving(address, GRPC_SERVICES[replica.service])) == "SERVING"
 
     def stop_service(self, name: str, sig: signal.Signals = signal.SIGTERM) -> None:
-        self.procs.stop(name, sig)
+        """Stops a replica, every replica of a service, or any other process (a worker) by name."""
+        names = [r.name for r in self.replicas_of(name)] if service_of(name) in ALL_SERVICES else [name]
+        for replica_name in names:
+            self.procs.stop(replica_name, sig)
 
     def down(self) -> None:
         procs = self.procs.load()
@@ -175,60 +225,17 @@ class Stack:
             log.info("nothing to stop in %s", self.settings.run_dir)
         for name in sorted(procs, key=_stop_rank):
             self.procs.stop(name)
+        self.replica_file.remove()
+        self._replicas = None
 
     # ---- Redis and the demo catalog --------------------------------------------------------
     def ensure_redis(self) -> None:
         """Uses a Redis already answering at VS_REDIS_URL, or starts a local redis-server there."""
-        if redis_ping(self.settings.redis_url):
-            log.info("using the Redis already running at %s", self.settings.redis_url)
-            return
-        url = urlparse(self.settings.redis_url)
-        if url.hostname not in ("127.0.0.1", "localhost", "::1"):
-            raise StackError(f"Redis at {self.settings.redis_url} is not reachable")
-        server = shutil.which("redis-server")
-        if server is None:
-            raise StackError("redis-server is not installed (./scripts/up installs it with apt-get)")
-        redis_dir = self.settings.run_dir / "redis"
-        redis_dir.mkdir(parents=True, exist_ok=True)
-        port = url.port or 6379
-        require_free_port("127.0.0.1", port, "redis")
-        cmd = [
-            server,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(redis_dir),
-            "--appendonly",
-            "yes",
-            "--save",
-            "",
-            "--daemonize",
-            "no",
-        ]
-        self.procs.spawn("redis", cmd, dict(os.environ))
-        deadline = time.monotonic() + 20
-        while not redis_ping(self.settings.redis_url):
-            if time.monotonic() > deadline:
-                raise StackError(f"redis-server did not answer on port {port}")
-            time.sleep(0.1)
-        log.info("redis ready on %s", self.settings.redis_url)
+        ensure_redis(self.settings, self.procs)
 
     def load_demo(self) -> None:
-        """Imports the demo catalog through the ingest pipeline, as a shop's feed would come in:
-        a CSV feed whose image URLs point at the gateway's /media/ (the shared datasets)."""
-        feed = self.settings.run_dir / "demo-feed.csv"
-        with feed.open("w", encoding="utf-8", newline="") as out:
-            rows = demo_rows(self.settings.datasets_dir, DEMO_MANIFESTS, f"{self.settings.gateway_url}/media")
-            write_feed(rows, out)
-        cmd = [self.python(), "-m", "services.scraper", "import", str(feed), "--source", "demo"]
-        cmd += ["--gateway", self.settings.gateway_url]
-        code = subprocess.run(cmd, env=self.env(), check=False).returncode
-        if code == 2:
-            log.warning("some demo items failed to import (listed above); the rest is searchable")
-        elif code != 0:
-            raise StackError("importing the demo catalog failed (see the messages above)")
+        """Imports the demo catalog through the ingest pipeline (services/devstack/demo.py)."""
+        import_demo(self.settings, self.python(), self.env())
 
     def _check_inputs(self) -> None:
         if not self.settings.models_dir.is_dir():
@@ -238,7 +245,12 @@ class Stack:
 
 
 def _stop_rank(name: str) -> int:
-    """Gateway and ingest workers (any other name) first, so no call reaches a stopping backend;
+    """Gateways and ingest workers (any other name) first, so no call reaches a stopping backend;
     Redis last."""
     order = ("gateway", *GRPC_SERVICES, "redis")
-    return order.index(name) if name in order else 0
+    service = service_of(name)
+    return order.index(service) if service in order else 0
+
+
+def _metrics(replica: Replica) -> str:
+    return f" (metrics :{replica.metrics_port})" if replica.metrics_port else ""
