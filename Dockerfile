@@ -20,11 +20,15 @@ ENV PATH=/opt/venv/bin:$PATH
 # Dependencies first, from the project's own list pinned by the tested constraints: the heavy layer
 # (onnxruntime, faiss, grpc) is rebuilt only when pyproject.toml or the constraints change, not on
 # every code edit.
+# VS_EXTRAS: optional-dependency groups baked in too. `milvus` (default) lets the one image run the
+# indexer on Milvus (VS_INDEXER_BACKEND=milvus); `--build-arg VS_EXTRAS=` builds without it (~250 MB less).
+ARG VS_EXTRAS=milvus
 COPY pyproject.toml ./
 COPY requirements/constraints.txt requirements/
 RUN --mount=type=cache,target=/root/.cache/pip \
-    python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
+    python -c "import sys, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + [d for e in sys.argv[1].split(',') if e for d in p['optional-dependencies'][e]]))" \
+        "${VS_EXTRAS}" > /tmp/requirements.txt \
  && pip install -c requirements/constraints.txt -r /tmp/requirements.txt
 
 COPY services ./services

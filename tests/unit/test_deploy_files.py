@@ -25,9 +25,12 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 PUBLIC = "gateway"
 ONE_SHOTS = {"scraper"}
-STATEFUL = {"indexer", "redis"}
+STATEFUL = {"indexer", "redis", "milvus"}
 BACKENDS = ("detector", "embedder", "indexer")
+SCALABLE = {"detector", "embedder", "gateway", "worker"}
 PROBE = "services.common.healthcheck"
+# Services whose settings prefix is another package's: the ingest worker runs services.scraper.
+SETTINGS_OF = {"worker": "scraper"}
 
 Service = dict[str, Any]
 
@@ -142,7 +145,7 @@ def test_depends_on_waits_for_health(services: dict[str, Service]) -> None:
             if dep not in services or condition != want:
                 problems.append(f"{name} -> {dep}: condition {condition!r}, want {want!r}")
     assert not problems, "\n".join(problems)
-    assert set(conditions(services[PUBLIC])) == set(BACKENDS)
+    assert set(conditions(services[PUBLIC])) == {*BACKENDS, "redis"}
 
 
 def test_scalable_no_container_names_and_only_the_gateway_publishes(services: dict[str, Service]) -> None:
@@ -170,11 +173,13 @@ def test_servers_listen_on_all_interfaces_and_probe_their_own_port(services: dic
         probe, env = probe_words(service), env_of(service)
         if "build" not in service or not probe:
             continue
-        prefix = f"VS_{name.upper()}_"
-        assert env.get(prefix + "HOST") == "0.0.0.0", f"{name} must bind 0.0.0.0 in a container"
+        prefix = f"VS_{SETTINGS_OF.get(name, name).upper()}_"
         kind, target = probe[probe.index(PROBE) + 1 : probe.index(PROBE) + 3]
         port = target.rsplit(":", 1)[1] if kind == "grpc" else target.split(":")[2].split("/")[0]
-        assert port == env.get(prefix + "PORT"), f"{name} probes port {port}"
+        # A worker serves nothing but /metrics: that listener is what it binds and what is probed.
+        listener = prefix + ("METRICS_" if target.endswith("/metrics") else "")
+        assert env.get(listener + "HOST") == "0.0.0.0", f"{name} must bind 0.0.0.0 in a container"
+        assert port == env.get(listener + "PORT"), f"{name} probes port {port}"
         if kind == "grpc":
             assert probe[-1] == f"visualsearch.v1.{name.capitalize()}"
 
@@ -197,14 +202,17 @@ def test_every_service_variable_names_a_real_setting(services: dict[str, Service
     """Settings ignore unknown variables, so a misspelt one would silently leave the default."""
     problems = []
     for name, service in services.items():
-        own = [var for var in env_of(service) if var.startswith(f"VS_{name.upper()}_")]
-        known = settings_env_names(name) if own else set()
+        package = SETTINGS_OF.get(name, name)
+        own = [var for var in env_of(service) if var.startswith(f"VS_{package.upper()}_")]
+        known = settings_env_names(package) if own else set()
         if known is None:
             problems.append(
-                f"{name}: services/{name}/config.py has no settings with prefix VS_{name.upper()}_"
+                f"{name}: services/{package}/config.py has no settings with prefix VS_{package.upper()}_"
             )
         else:
-            problems += [f"{name}: {var} is no setting of services.{name}" for var in own if var not in known]
+            problems += [
+                f"{name}: {var} is no setting of services.{package}" for var in own if var not in known
+            ]
     assert not problems, "\n".join(problems)
 
 
@@ -213,6 +221,18 @@ def test_gateway_reaches_every_replica_through_dns(services: dict[str, Service])
     for backend in BACKENDS:
         port = env_of(services[backend])[f"VS_{backend.upper()}_PORT"]
         assert env[f"VS_GATEWAY_{backend.upper()}_ADDR"] == f"dns:///{backend}:{port}"
+
+
+def test_stateless_services_have_a_replicas_knob_and_stateful_ones_run_once(
+    services: dict[str, Service],
+) -> None:
+    replicas = {n: default_of(str(s.get("deploy", {}).get("replicas", 1))) for n, s in services.items()}
+    assert {n for n, s in services.items() if "replicas" in s.get("deploy", {})} == SCALABLE
+    assert all(replicas[n] == "1" for n in services), replicas  # the default stack is one of each
+    worker = env_of(services["worker"])
+    for backend in ("embedder", "indexer"):
+        port = env_of(services[backend])[f"VS_{backend.upper()}_PORT"]
+        assert worker[f"VS_SCRAPER_{backend.upper()}_ADDR"] == f"dns:///{backend}:{port}"
 
 
 def test_only_stateful_services_have_volumes_and_shared_data_is_read_only(
@@ -346,3 +366,15 @@ def test_pip_install_carries_every_service_file() -> None:
         elif path.suffix != ".py" and not any(glob_match(relative, p) for p in patterns):
             left_out.append(f"{path.relative_to(ROOT)} (add it to [tool.setuptools.package-data])")
     assert not left_out, "not in the installed package, so not in the image:\n" + "\n".join(left_out)
+
+
+def test_production_defaults_keys_on_and_the_index_on_faiss_or_the_milvus_profile(
+    services: dict[str, Service],
+) -> None:
+    assert default_of(env_of(services[PUBLIC])["VS_GATEWAY_AUTH_ENABLED"]) == "true"
+    assert "services.cli" in python_modules(services["scraper"])  # the demo loader's own key (keys run)
+    indexer = env_of(services["indexer"])
+    assert default_of(indexer["VS_INDEXER_BACKEND"]) == "faiss"
+    assert default_of(indexer["VS_MILVUS_URI"]) == "http://milvus:19530"
+    assert services["milvus"]["profiles"] == ["milvus"]
+    assert conditions(services["indexer"]) == {"milvus": "service_healthy"}
