@@ -7,3 +7,4 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VS_SHARED_DIR", ROOT.parent / "shared")).resolve()
 MODELS = SHARED / "models"
 DATASETS = SHARED / "datasets"
+ARTIFACTS = ROOT / "tests" / "e2e" / "artifacts"  # screenshots and tables for a person (gitignored)

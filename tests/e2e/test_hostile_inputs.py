@@ -10,6 +10,7 @@ image format, and videos. Every file is made here. Formats that are supported ge
 import io
 import struct
 import zlib
+from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
@@ -19,7 +20,7 @@ from PIL import Image
 
 from services.common.images import heif_supported
 from tests.e2e.conftest import RunningStack
-from tests.paths import DATASETS
+from tests.paths import ARTIFACTS, DATASETS
 from tests.unit.test_common_images_formats import png_16bit, png_chunk
 from tests.unit.test_video_container import audio_only, avi_claiming, clip, overlong_clip, zero_frame_video
 
@@ -264,10 +265,26 @@ CODES: dict[str, str | tuple[str, ...]] = {
 }
 
 
+TABLE = ARTIFACTS / "hostile_inputs.md"  # what each case got, for a person (and the closing notes)
+
+
+@pytest.fixture(scope="module")
+def table() -> Iterator[list[str]]:
+    rows = ["| case | method and path | status | code | detail |", "|---|---|---:|---|---|"]
+    yield rows
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    TABLE.write_text("\n".join(rows) + "\n")
+
+
 @pytest.mark.parametrize("name", list(CASES))
-def test_hostile_request_gets_its_4xx(running: RunningStack, name: str) -> None:
+def test_hostile_request_gets_its_4xx(running: RunningStack, table: list[str], name: str) -> None:
     method, path, kwargs, status = CASES[name]
     response = running.client.request(method, path, **kwargs)
+    answer = response.json() if response.headers.get("content-type") == "application/json" else {}
+    detail = str(answer.get("detail", response.text[:120])).replace("|", "/").replace("\n", " ")[:160]
+    table.append(
+        f"| {name} | {method} {path} | {response.status_code} | {answer.get('code', '')} | {detail} |"
+    )
     assert response.status_code == status, response.text
     body = response.json()
     assert body["detail"], body
