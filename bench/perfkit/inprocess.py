@@ -52,8 +52,8 @@ class Models:
         return combine_views(self.run_embedder(tensor), view_count(s.views))
 
     def run_embedder(self, tensor: Tensor) -> Vectors:
-        """The bare backbone runs, chunked like the service's micro-batcher chunks one request."""
-        step = self.embedder_settings.max_batch
+        """The bare backbone runs, chunked like the service chunks one request's micro-batch."""
+        step = self.embedder_settings.run_chunk
         parts = [self.embedder.embed(tensor[i : i + step]) for i in range(0, len(tensor), step)]
         return np.concatenate(parts)
 
@@ -73,7 +73,8 @@ def load_models(detector_threads: int | None = None, embedder_threads: int | Non
     )
     embedder = OnnxEmbedder(resolved, threads=emb_settings.threads, run_chunk=emb_settings.run_chunk)
     embedder.warmup(sorted({1, emb_settings.max_batch}))
-    gateway = GatewaySettings(detector_addr="-", embedder_addr="-", indexer_addr="-")
+    unused = "unused:1"  # in process nothing is called over gRPC, but the settings require addresses
+    gateway = GatewaySettings(detector_addr=unused, embedder_addr=unused, indexer_addr=unused)
     return Models(detector, embedder, emb_settings, gateway)
 
 

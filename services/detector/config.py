@@ -30,15 +30,16 @@ class DetectorSettings(ServiceSettings):
     classes: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="allow-list of label names; empty keeps every class"
     )
-    threads: int = Field(default=2, ge=1, le=64, description="onnxruntime intra-op threads")
-    # 2: under load two runs share the session's thread pool and each mostly runs on its own
-    # calling thread (no waiting on a busy pool thread); alone, a run still gets both threads.
-    parallel_runs: int = Field(
-        default=2,
+    threads: int = Field(default=2, ge=1, le=64, description="onnxruntime intra-op threads of a run alone")
+    # 1: a run that overlaps another runs on its own calling thread, so concurrent requests scale
+    # over requests, not over ops, and no intra-op hand-overs are paid (services/detector/sessions.py).
+    concurrent_threads: int = Field(
+        default=1,
         ge=1,
         le=64,
-        description="requests detected at the same time (they share the `threads` onnxruntime threads)",
+        description="onnxruntime intra-op threads of a run that starts while another is in flight",
     )
+    parallel_runs: int = Field(default=2, ge=1, le=64, description="requests detected at the same time")
     spin_wait: bool = Field(
         default=False,
         description="let idle onnxruntime threads busy-wait for the next op: a little faster alone, "

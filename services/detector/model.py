@@ -10,7 +10,6 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 
 from services.detector.config import DetectorSettings
 from services.detector.postprocess import (
@@ -23,6 +22,7 @@ from services.detector.postprocess import (
     yolox_grid,
 )
 from services.detector.preprocess import Letterboxed, letterbox
+from services.detector.sessions import LoadAwareSession
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ class YoloDetector:
         labels_path: Path | None = None,
         classes: Sequence[str] = (),
         threads: int = 2,
+        concurrent_threads: int = 1,
         spin_wait: bool = False,
         conf_threshold: float = 0.25,
         iou_threshold: float = 0.45,
@@ -74,10 +75,11 @@ class YoloDetector:
         self.conf_threshold = conf_threshold
         self.iou_threshold = iou_threshold
         self.max_detections = max_detections
-        self._session = _session(model_path, threads, spin_wait)
-        model_input, model_output = self._session.get_inputs()[0], self._session.get_outputs()[0]
+        self._sessions = LoadAwareSession(model_path, threads, concurrent_threads, spin_wait)
+        session = self._sessions.session
+        model_input, model_output = session.get_inputs()[0], session.get_outputs()[0]
         self._input_name, self._output_name = model_input.name, model_output.name
-        metadata: Mapping[str, str] = self._session.get_modelmeta().custom_metadata_map
+        metadata: Mapping[str, str] = session.get_modelmeta().custom_metadata_map
         self.input_size = _input_size(model_input.shape, metadata)
         self.labels = read_labels(metadata, labels_path)
         _check_class_count(decoder, model_output.shape, len(self.labels))
@@ -100,6 +102,7 @@ class YoloDetector:
             labels_path=settings.labels_path,
             classes=settings.classes,
             threads=settings.threads,
+            concurrent_threads=settings.concurrent_threads,
             spin_wait=settings.spin_wait,
             conf_threshold=settings.conf_threshold,
             iou_threshold=settings.iou_threshold,
@@ -152,8 +155,7 @@ class YoloDetector:
 
     def infer(self, tensor: FloatArray) -> FloatArray:
         """The bare model run: (1, 3, S, S) input -> raw output (benches time it on its own)."""
-        (output,) = self._session.run([self._output_name], {self._input_name: tensor})
-        return np.asarray(output, dtype=np.float32)
+        return self._sessions.run(self._output_name, {self._input_name: tensor})
 
 
 def model_id(path: Path) -> str:
@@ -199,17 +201,6 @@ def allow_mask(labels: Sequence[str], classes: Sequence[str]) -> BoolArray | Non
     mask = np.zeros(len(labels), dtype=np.bool_)
     mask[[index[name] for name in classes]] = True
     return mask
-
-
-def _session(path: Path, threads: int, spin_wait: bool) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1  # one request at a time; parallelism lives inside each op
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    # Spinning threads look busy to the OS: on a shared box they slow the other model process.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin_wait else "0")
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def _input_size(shape: Sequence[Any], metadata: Mapping[str, str]) -> int:

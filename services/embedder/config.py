@@ -26,12 +26,11 @@ class EmbedderSettings(ServiceSettings):
     threads: int = Field(
         default=2, ge=1, le=64, description="model runs in parallel, one core each (chunks of a batch)"
     )
+    # 4: per image, MobileNetV2 runs cheapest in small runs (its early activations, 1.6 MB per
+    # image, stay in cache), and small runs leave less of a micro-batch's tail on one core.
+    # Measured in the stack at concurrency 8: 6.07 QPS with 4 vs 5.80 with 8 (docs/performance.md).
     run_chunk: int = Field(
-        default=8,
-        ge=1,
-        le=256,
-        description="images per model run: MobileNetV2 on CPU is no cheaper per image in bigger runs, "
-        "and runs of 16+ spill the caches (bench/results/latency.json)",
+        default=4, ge=1, le=256, description="images per model run; a micro-batch is split into such runs"
     )
     views: ViewMode = Field(
         default="multi-crop",

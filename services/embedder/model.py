@@ -43,7 +43,7 @@ def flatten_features(output: npt.NDArray[Any]) -> npt.NDArray[Any]:
 class OnnxEmbedder:
     """One onnxruntime session plus the facts the service needs about it (id, dim, preprocessing)."""
 
-    def __init__(self, model: ResolvedModel, threads: int = 2, run_chunk: int = 8) -> None:
+    def __init__(self, model: ResolvedModel, threads: int = 2, run_chunk: int = 4) -> None:
         """``threads`` single-threaded runs go in parallel, each on a chunk of at most ``run_chunk``
         images of the batch: a CNN scales better over images than over the ops of one run (no
         per-op synchronisation, no spinning threads stealing the cores other processes need)."""
