@@ -18,7 +18,7 @@ from services.devstack.config import StackSettings
 from services.devstack.demo import import_demo
 from services.devstack.procs import Proc, ProcessTable
 from services.devstack.redis_server import ensure_redis
-from services.devstack.replicas import Replica, ReplicaFile, plan_replicas, service_of
+from services.devstack.replicas import Replica, ReplicaFile, plan_replicas, reserved_ports, service_of
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,8 @@ class Stack:
 
     def _plan(self) -> dict[str, Replica]:
         ports = {name: int(getattr(self.settings, f"{name}_port")) for name in ALL_SERVICES}
-        return plan_replicas(ports, self.settings.replica_counts, free_port)
+        reserved = reserved_ports(self.settings.redis_url, os.environ)
+        return plan_replicas(ports, self.settings.replica_counts, free_port, reserved)
 
     def replicas_of(self, name: str) -> list[Replica]:
         """The replica ``name``, or every replica of service ``name``."""

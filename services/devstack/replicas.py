@@ -10,9 +10,10 @@ every replica.
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 SCALABLE = ("detector", "embedder", "gateway")  # stateless; the indexer holds the catalog
 MAX_REPLICAS = 16
@@ -39,12 +40,26 @@ def service_of(name: str) -> str:
     return match.group(1) if match and match.group(1) in SCALABLE else name
 
 
+def reserved_ports(redis_url: str, environ: Mapping[str, str]) -> set[int]:
+    """Ports the stack will bind that are not service ports: Redis's and any configured /metrics
+    port. They are free while the plan is made (nothing listens yet), so a picked port could
+    otherwise be one of them, and the second process to bind it would fail to start."""
+    ports = {urlsplit(redis_url).port or 6379}
+    for key, value in environ.items():
+        if key.startswith("VS_") and key.endswith("_METRICS_PORT") and value.strip().isdigit():
+            ports.add(int(value))
+    return ports - {0}
+
+
 def plan_replicas(
-    ports: Mapping[str, int], counts: Mapping[str, int], pick_port: Callable[[], int]
+    ports: Mapping[str, int],
+    counts: Mapping[str, int],
+    pick_port: Callable[[], int],
+    reserved: Iterable[int] = (),
 ) -> dict[str, Replica]:
     """Every replica of every service in ``ports`` (its configured port), ``counts[service]`` of
-    each (default 1); ``pick_port`` gives free ports, never one already planned."""
-    used = set(ports.values())
+    each (default 1); ``pick_port`` gives free ports, never one already planned or ``reserved``."""
+    used = set(ports.values()) | set(reserved)
 
     def fresh() -> int:
         for _ in range(1000):

@@ -6,7 +6,7 @@ import pytest
 from services.devstack.checks import StackError
 from services.devstack.config import StackSettings
 from services.devstack.launcher import Stack
-from services.devstack.replicas import plan_replicas, replica_names, service_of
+from services.devstack.replicas import plan_replicas, replica_names, reserved_ports, service_of
 
 
 def stack(tmp_path: Path) -> Stack:
@@ -135,3 +135,13 @@ def test_picked_ports_never_repeat_a_planned_one() -> None:
     plan = plan_replicas({"detector": 15051}, {"detector": 2}, lambda: next(picks))
     assert (plan["detector-2"].port, plan["detector-1"].metrics_port) == (20002, 20001)
     assert plan["detector-2"].metrics_port == 20003
+
+
+def test_picked_ports_avoid_redis_and_configured_metrics_ports() -> None:
+    env = {"VS_DETECTOR_METRICS_PORT": "20001", "VS_GATEWAY_METRICS_PORT": "0", "VS_OTHER": "20009"}
+    reserved = reserved_ports("redis://127.0.0.1:20002/0", env)
+    assert reserved == {20001, 20002}
+    assert reserved_ports("redis://localhost/0", {}) == {6379}
+    picks = iter([20001, 20002, 20003, 20004, 20005])
+    plan = plan_replicas({"detector": 15051}, {"detector": 2}, lambda: next(picks), reserved)
+    assert (plan["detector-1"].metrics_port, plan["detector-2"].port) == (20003, 20004)
