@@ -57,8 +57,13 @@ def _cell(value: Any) -> str:
 def machine() -> dict[str, Any]:
     """What the numbers were measured on, stored with them."""
     try:
+        # "-dirty": measured on uncommitted changes to tracked files, so HEAD alone is not the code.
         commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+            ["git", "describe", "--always", "--dirty", "--abbrev=7", "--exclude=*"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         commit = ""
