@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 
 from bench.perfkit import cpu_seconds, percentiles
-from bench.perfkit.stackload import Query
+from bench.perfkit.stackload import Query, service_pids
+from services.devstack.launcher import Stack
 
 
 @dataclass
@@ -106,3 +107,13 @@ def _summary(
         "machine_cpu_utilisation": round(machine / cores, 3),
         "stack_cpu_ms_per_query": round(stack_cores * wall * 1000 / max(1, completed), 1),
     }
+
+
+def stack_load(
+    stack: Stack, queries: Sequence[Query], concurrency: int, warmup_s: float, duration_s: float
+) -> dict[str, Any]:
+    """:func:`closed_loop` against ``stack``'s gateway, with the CPU of every service and of this
+    client process read around the window."""
+    pids = {**service_pids(stack), "client": os.getpid()}
+    url = stack.settings.gateway_url
+    return asyncio.run(closed_loop(url, queries, concurrency, warmup_s, duration_s, pids))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import grpc
 
-from bench.perfkit.inprocess import Models, upsert
+from bench.perfkit.inprocess import Models, load_models, temp_store, upsert
 from services.common.gen.visualsearch.v1 import indexer_pb2, indexer_pb2_grpc
 from services.common.images import decode_image
 from services.devstack.config import StackSettings
@@ -109,6 +109,19 @@ def bench_stack() -> Iterator[Stack]:
     with ephemeral_stack(load_demo=False) as stack:
         stack.procs.stop("scraper")
         yield stack
+
+
+@contextmanager
+def catalog_stack(catalog: tuple[int, int]) -> Iterator[tuple[Stack, Models, CatalogStore]]:
+    """A bench stack serving the default multi-crop pipeline, the models in-process (single-threaded,
+    so the bare runs' CPU is the calling thread's), and ``catalog`` (fashion, grocery products)
+    loaded into both the stack and an in-process store."""
+    os.environ.setdefault("VS_MODELS_DIR", str(StackSettings().models_dir))
+    os.environ["VS_EMBEDDER_VIEWS"] = "multi-crop"
+    with bench_stack() as stack, temp_store() as store:
+        models = load_models(detector_threads=1, embedder_threads=1)
+        load_catalog(stack, models, store, catalog_rows(*catalog))
+        yield stack, models, store
 
 
 def restart(stack: Stack, name: str, env: Mapping[str, str | None], wipe_state: bool = False) -> None:

@@ -10,7 +10,6 @@ more than ``cores / cores_busy_per_query`` searches a second. Target: QPS at con
 """
 
 import argparse
-import asyncio
 import logging
 import os
 import statistics
@@ -20,18 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from bench.perfkit import RESULTS, bench_logging, measured, render_table
-from bench.perfkit.inprocess import Models, bare_runs, load_models, prepare, temp_store
-from bench.perfkit.loadgen import closed_loop
+from bench.perfkit.inprocess import Models, bare_runs, prepare, temp_store
+from bench.perfkit.loadgen import stack_load
 from bench.perfkit.stackload import (
     Query,
-    bench_stack,
     catalog_rows,
+    catalog_stack,
     load_catalog,
     query_photos,
     restart,
-    service_pids,
 )
-from services.devstack.config import StackSettings
 from services.devstack.launcher import Stack
 
 log = logging.getLogger("bench.throughput")
@@ -74,27 +71,18 @@ def compute_limit(models: Models, queries: Sequence[Query]) -> dict[str, Any]:
 
 
 def sweep(stack: Stack, queries: Sequence[Query], levels: Sequence[int], plan: Plan) -> list[dict[str, Any]]:
-    pids = {**service_pids(stack), "client": os.getpid()}
     rows = []
     for concurrency in levels:
-        row = asyncio.run(
-            closed_loop(
-                stack.settings.gateway_url, queries, concurrency, plan.warmup_s, plan.duration_s, pids
-            )
-        )
+        row = stack_load(stack, queries, concurrency, plan.warmup_s, plan.duration_s)
         log.info("concurrency %d: %.2f qps", concurrency, row["qps"])
         rows.append(row)
     return rows
 
 
 def run(plan: Plan) -> dict[str, Any]:
-    os.environ.setdefault("VS_MODELS_DIR", str(StackSettings().models_dir))
-    os.environ["VS_EMBEDDER_VIEWS"] = "multi-crop"
     queries = query_photos(plan.queries)
     runs: dict[str, list[dict[str, Any]]] = {}
-    with bench_stack() as stack, temp_store() as store:
-        models = load_models(detector_threads=1, embedder_threads=1)
-        load_catalog(stack, models, store, catalog_rows(*plan.catalog))
+    with catalog_stack(plan.catalog) as (stack, models, _):
         limit = compute_limit(models, queries)
         log.info("compute-bound limit: %s", limit)
         for name, env in BATCHING.items():

@@ -10,9 +10,7 @@ the settings docs/performance.md discusses: the detector's narrow session under 
 """
 
 import argparse
-import asyncio
 import logging
-import os
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,17 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.perfkit import RESULTS, bench_logging, measured, render_table
-from bench.perfkit.inprocess import load_models, temp_store
-from bench.perfkit.loadgen import closed_loop
+from bench.perfkit.loadgen import stack_load
 from bench.perfkit.stackload import (
-    bench_stack,
-    catalog_rows,
-    load_catalog,
+    catalog_stack,
     query_photos,
     restart,
-    service_pids,
 )
-from services.devstack.config import StackSettings
 from services.devstack.launcher import Stack
 
 log = logging.getLogger("bench.tuning")
@@ -80,24 +73,14 @@ def apply(stack: Stack, variant: Mapping[str, Env]) -> None:
         restart(stack, service, {**defaults, **variant.get(service, {})})
 
 
-def measure(stack: Stack, plan: Plan, queries: Sequence[Any]) -> dict[str, Any]:
-    pids = {**service_pids(stack), "client": os.getpid()}
-    url = stack.settings.gateway_url
-    return asyncio.run(closed_loop(url, queries, plan.concurrency, plan.warmup_s, plan.duration_s, pids))
-
-
 def run(plan: Plan) -> dict[str, Any]:
-    os.environ.setdefault("VS_MODELS_DIR", str(StackSettings().models_dir))
-    os.environ["VS_EMBEDDER_VIEWS"] = "multi-crop"
     queries = query_photos(plan.queries)
     rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in VARIANTS}
-    with bench_stack() as stack, temp_store() as store:
-        models = load_models(detector_threads=1, embedder_threads=1)
-        load_catalog(stack, models, store, catalog_rows(*plan.catalog))
+    with catalog_stack(plan.catalog) as (stack, _, _):
         for number in range(plan.rounds):
             for name, variant in VARIANTS.items():
                 apply(stack, variant)
-                row = measure(stack, plan, queries)
+                row = stack_load(stack, queries, plan.concurrency, plan.warmup_s, plan.duration_s)
                 log.info("round %d, %s: %.2f qps", number + 1, name, row["qps"])
                 rounds[name].append(row)
     return {"plan": plan.__dict__, "variants": VARIANTS, "rounds": rounds}

@@ -17,9 +17,7 @@ Prints the tables; writes bench/results/scaling.json.
 """
 
 import argparse
-import asyncio
 import logging
-import os
 import signal
 import time
 from collections.abc import Sequence
@@ -31,8 +29,8 @@ import httpx
 
 from bench.perfkit import RESULTS, bench_logging, measured
 from bench.perfkit.ingest_stack import fashion_rows, measured_import, to_csv
-from bench.perfkit.loadgen import closed_loop
-from bench.perfkit.stackload import Query, catalog_rows, query_photos, restart, service_pids
+from bench.perfkit.loadgen import stack_load
+from bench.perfkit.stackload import Query, catalog_rows, query_photos, restart
 from bench.scalingkit.load import fixed_load, kill_summary, rpc_count
 from bench.scalingkit.report import paper_model, tables
 from services.devstack.ephemeral import ephemeral_stack
@@ -105,13 +103,8 @@ def throughput(stack: Stack, queries: Sequence[Query], plan: Plan) -> list[dict[
     for round_ in range(1, plan.rounds + 1):
         for config in (ONE, TWO):  # ends with TWO running, for the kill run
             use(stack, config, queries)
-            pids = {**service_pids(stack), "client": os.getpid()}
             for concurrency in plan.concurrency:
-                row = asyncio.run(
-                    closed_loop(
-                        stack.settings.gateway_url, queries, concurrency, plan.warmup_s, plan.duration_s, pids
-                    )
-                )
+                row = stack_load(stack, queries, concurrency, plan.warmup_s, plan.duration_s)
                 result = {"config": config, "round": round_, **row}
                 log.info("%s, concurrency %d: %.2f qps", config, concurrency, result["qps"])
                 rows.append(result)

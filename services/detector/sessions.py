@@ -28,7 +28,7 @@ class LoadAwareSession:
         self._concurrent = self._alone if same else make_session(path, concurrent_threads, spin_wait)
         self._lock = threading.Lock()
         self._running = 0
-        self.runs = {"alone": 0, "concurrent": 0}  # for tests and logs: which session served
+        self.runs = {"alone": 0, "concurrent": 0}  # which session served: read by the tests
 
     @property
     def session(self) -> ort.InferenceSession:
