@@ -77,6 +77,13 @@ class ScraperSettings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 disables the /metrics listener")
     retry_max_s: float = Field(default=60.0, gt=0, description="cap of the exponential retry back-off")
+    # A backend that is down (restarting, loading a big index) uses up none of an item's attempts.
+    outage_patience_s: float = Field(
+        default=1800.0, gt=0, description="how long an item waits for an unreachable embedder or indexer"
+    )
+    outage_retry_max_s: float = Field(
+        default=5.0, gt=0, description="items waiting out an outage retry at least this often"
+    )
     embed_in_flight: int = Field(default=2, ge=1, le=16, description="Embed calls at once per worker")
     index_in_flight: int = Field(default=8, ge=1, le=64, description="Upsert calls at once per worker")
     # Items per stream read in the fetch and index stages: a batch is read, and its hand-overs or

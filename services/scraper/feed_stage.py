@@ -27,7 +27,8 @@ from services.scraper.feed_source import FeedInput, FeedUnavailable, NotModified
 from services.scraper.feeds import FeedError, detect_format, parse_feed
 from services.scraper.items import emit_item
 from services.scraper.outage import RETRY_S, Outage, until_redis_answers
-from services.scraper.stages.runner import ITEMS, STAGE_SECONDS
+from services.scraper.stages.apply import ITEMS
+from services.scraper.stages.runner import STAGE_SECONDS
 
 log = logging.getLogger(__name__)
 

@@ -132,6 +132,7 @@ class Pipeline:
     jobs: Jobs
     embedder: Embedder
     indexer: RunningIndexer
+    indexer_settings: IndexerSettings
     settings: ScraperSettings
     workers: list[tuple[asyncio.Event, asyncio.Task[bool]]] = field(default_factory=list)
 
@@ -142,6 +143,14 @@ class Pipeline:
             assert await emit_item(self.streams, self.jobs, job_id, item, high_water=10_000)
         await self.jobs.finish_expansion(job_id)
         return job_id
+
+    async def stop_indexer(self) -> None:
+        await self.indexer.stop(grace=0)
+
+    async def start_indexer(self) -> None:
+        """Starts the indexer again, on its port and state directory (a restart)."""
+        port = self.indexer.port
+        self.indexer = await start_server(self.indexer_settings.model_copy(update={"port": port}))
 
     @asynccontextmanager
     async def worker(self, stages: str = "fetch,embed,index", name: str = "w1") -> AsyncIterator[None]:
@@ -205,7 +214,8 @@ async def pipeline(redis_url: str, state_dir: Path, **settings: Any) -> AsyncIte
     await client.flushdb()
     embedder = Embedder()
     await embedder.start()
-    indexer = await start_server(IndexerSettings(host="127.0.0.1", port=0, state_dir=state_dir))
+    indexer_settings = IndexerSettings(host="127.0.0.1", port=0, state_dir=state_dir)
+    indexer = await start_server(indexer_settings)
     config: dict[str, Any] = {
         "redis_url": redis_url,
         "embedder_addr": f"127.0.0.1:{embedder.port}",
@@ -218,9 +228,19 @@ async def pipeline(redis_url: str, state_dir: Path, **settings: Any) -> AsyncIte
         "retry_max_s": 0.4,
     }
     config.update(settings)
+    running: Pipeline | None = None
     try:
-        yield Pipeline(client, Streams(client), Jobs(client), embedder, indexer, ScraperSettings(**config))
+        running = Pipeline(
+            client,
+            Streams(client),
+            Jobs(client),
+            embedder,
+            indexer,
+            indexer_settings,
+            ScraperSettings(**config),
+        )
+        yield running
     finally:
         await embedder.stop()
-        await indexer.stop(grace=0)
+        await (running.indexer if running else indexer).stop(grace=0)  # a test may have restarted it
         await client.aclose()

@@ -63,10 +63,12 @@ def test_a_dead_workers_messages_are_reclaimed_and_indexed_exactly_once(
 
 
 def test_items_wait_out_an_embedder_outage(redis_url: str, tmp_path: Path) -> None:
+    """Twice the time two attempts' back-off would allow: the outage uses up no attempts."""
+
     async def scenario() -> None:
         with image_server(tmp_path) as web:
             items = [product(f"p{n}", [web.add_photo(PHOTOS[n])], row=n) for n in range(5)]
-            async with pipeline(redis_url, tmp_path / "index", max_attempts=50) as p:
+            async with pipeline(redis_url, tmp_path / "index", max_attempts=2) as p:
                 await p.embedder.stop()
                 job_id = await p.emit(items)
                 async with p.worker():
@@ -75,11 +77,62 @@ def test_items_wait_out_an_embedder_outage(redis_url: str, tmp_path: Path) -> No
                     assert status is not None
                     assert (status.status, status.done, status.failed) == ("running", 0, 0)
                     assert await p.streams.length(EMBED) == 5  # pending, not lost
+                    pending = await p.redis.xpending_range(EMBED, "embed", "-", "+", 10)
+                    # Retried every <= 0.4 s meanwhile, charged at most the attempt in flight.
+                    assert {int(entry["times_delivered"]) for entry in pending} <= {1, 2}
                     await p.embedder.start()  # same port
                     status = await p.wait_job(job_id)
                 assert (status.status, status.done, status.failed) == ("completed", 5, 0)
                 for item in items:
                     assert (await p.stored(item.product_id)).vector_count == 1
+
+    asyncio.run(scenario())
+
+
+def test_items_wait_out_an_indexer_restart(redis_url: str, tmp_path: Path) -> None:
+    """An indexer down far longer than every attempt's back-off together (0.75 s): nothing fails."""
+
+    async def scenario() -> None:
+        with image_server(tmp_path) as web:
+            items = [product(f"p{n}", [web.add_photo(PHOTOS[n])], row=n) for n in range(6)]
+            async with pipeline(redis_url, tmp_path / "index", max_attempts=3) as p:
+                first = await p.emit(items[:3])
+                async with p.worker():
+                    assert (await p.wait_job(first)).done == 3
+                    await p.stop_indexer()
+                    second = await p.emit(items[3:])
+                    await asyncio.sleep(2.5)
+                    status = await p.jobs.get(second)
+                    assert status is not None
+                    assert (status.status, status.done, status.failed) == ("running", 0, 0)
+                    await p.start_indexer()  # loads what it had: the first job's products
+                    status = await p.wait_job(second)
+                assert (status.status, status.done, status.failed) == ("completed", 3, 0)
+                for item in items:
+                    assert (await p.stored(item.product_id)).vector_count == 1
+                assert await p.streams.length(DEAD) == 0
+
+    asyncio.run(scenario())
+
+
+def test_an_outage_longer_than_the_patience_dead_letters_the_waiting_items(
+    redis_url: str, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        with image_server(tmp_path) as web:
+            items = [product(f"p{n}", [web.add_photo(PHOTOS[n])], row=n) for n in range(2)]
+            async with pipeline(redis_url, tmp_path / "index", outage_patience_s=1.0) as p:
+                await p.embedder.stop()
+                job_id = await p.emit(items)
+                async with p.worker():
+                    status = await p.wait_job(job_id)
+                    await p.embedder.start()
+                assert (status.status, status.done, status.failed) == ("completed", 0, 2)
+                for error in (await p.errors(job_id)).values():
+                    assert (error["code"], error["stage"]) == ("retries_exhausted", "embed")
+                    assert "last error (embedder_unavailable): unreachable for 1 s" in error["message"]
+                assert await p.streams.length(DEAD) == 2
+                assert await p.streams.length(EMBED) == 0
 
     asyncio.run(scenario())
 

@@ -66,22 +66,25 @@ def rpc_error(code: grpc.StatusCode) -> grpc.aio.AioRpcError:
 
 
 @pytest.mark.parametrize(
-    ("status", "code", "transient"),
+    ("status", "code", "transient", "outage"),
     [
-        (grpc.StatusCode.UNAVAILABLE, "embedder_unavailable", True),
-        (grpc.StatusCode.DEADLINE_EXCEEDED, "embedder_unavailable", True),
-        (grpc.StatusCode.INTERNAL, "embedder_unavailable", True),
-        (grpc.StatusCode.INVALID_ARGUMENT, "embed_failed", False),
-        (grpc.StatusCode.RESOURCE_EXHAUSTED, "embed_failed", False),
-        (grpc.StatusCode.FAILED_PRECONDITION, "embed_failed", False),
+        (grpc.StatusCode.UNAVAILABLE, "embedder_unavailable", True, True),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, "embedder_unavailable", True, False),
+        (grpc.StatusCode.INTERNAL, "embedder_unavailable", True, False),
+        (grpc.StatusCode.INVALID_ARGUMENT, "embed_failed", False, False),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, "embed_failed", False, False),
+        (grpc.StatusCode.FAILED_PRECONDITION, "embed_failed", False, False),
     ],
 )
 def test_backend_errors_split_into_outages_and_rejections(
-    status: grpc.StatusCode, code: str, transient: bool
+    status: grpc.StatusCode, code: str, transient: bool, outage: bool
 ) -> None:
     failure = from_rpc_error(rpc_error(status), "embedder", "embed_failed")
-    assert (failure.code, failure.transient) == (code, transient)
+    assert (failure.code, failure.transient, failure.outage) == (code, transient, outage)
     assert failure.message == f"the embedder answered {status.name}: details"
+    action = failure_action(failure, "p1", "embed")
+    assert isinstance(action, Retry if transient else Finish)
+    assert not isinstance(action, Retry) or action.outage == outage
 
 
 def test_a_permanent_failure_fails_the_item_and_a_transient_one_retries_it() -> None:

@@ -37,9 +37,13 @@ class Ack:
 
 @dataclass(frozen=True)
 class Retry:
-    """A transient failure: retried after a back-off, given up after ``max_attempts`` deliveries."""
+    """A transient failure: retried after a back-off, given up after ``max_attempts`` deliveries.
+
+    An ``outage`` (the backend was unreachable) does not count as an attempt: the item waits
+    for the backend, for up to ``outage_patience_s`` (see :mod:`.backend_outage`)."""
 
     error: ItemError
+    outage: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,7 @@ MessageHandler = Callable[[Message], Awaitable[Action]]
 def failure_action(failure: StageFailure, product_id: str, stage: str, row: int | None = None) -> Action:
     """Permanent failure -> the item fails now; transient -> retried."""
     error = failure.item_error(product_id, stage, row)
-    return Retry(error) if failure.transient else Finish("failed", error)
+    return Retry(error, failure.outage) if failure.transient else Finish("failed", error)
 
 
 def exception_action(stage: str, message: Message, exc: BaseException) -> Action:

@@ -48,6 +48,7 @@ class StageFailure(Exception):
         message: str,
         *,
         transient: bool = False,
+        outage: bool = False,
         stage: str | None = None,
         http_status: int | None = None,
         url: str | None = None,
@@ -55,7 +56,9 @@ class StageFailure(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
-        self.transient = transient
+        self.transient = transient or outage
+        # The backend was unreachable: no fault of the item (see .backend_outage).
+        self.outage = outage
         self.stage = stage  # None: the stage that caught it
         self.http_status = http_status
         self.url = url
@@ -98,13 +101,17 @@ def from_image_error(exc: ImageError | TooLarge, url: str, number: int) -> Stage
 
 
 def from_rpc_error(exc: grpc.aio.AioRpcError, service: str, rejected_code: str) -> StageFailure:
-    """A failed backend call: ``<service>_unavailable`` (transient) or ``rejected_code``."""
+    """A failed backend call: ``<service>_unavailable`` (transient) or ``rejected_code``.
+
+    UNAVAILABLE is an outage: the backend is down, restarting or still loading, so the item
+    waits for it without using up its attempts."""
     status = exc.code()
     transient = status in TRANSIENT_GRPC
     return StageFailure(
         f"{service}_unavailable" if transient else rejected_code,
         f"the {service} answered {status.name}: {exc.details() or 'no details'}",
         transient=transient,
+        outage=status == grpc.StatusCode.UNAVAILABLE,
     )
 
 

@@ -31,6 +31,7 @@ class Redelivery:
         self.idle_ms = int(ctx.settings.reclaim_idle_s * 1000)
         self.held: set[str] = set()  # message ids this worker is handling or will retry
         self._retries: list[tuple[float, str]] = []  # heap of (due, message id), time.monotonic()
+        self._kept: dict[str, int] = {}  # message id -> delivery count its next claim keeps
         self._cursor = "0-0"  # XAUTOCLAIM scan position
         self._next_scan = 0.0  # loop time of the next reclaim pass
 
@@ -39,10 +40,19 @@ class Redelivery:
 
     def release(self, message_id: str) -> None:
         self.held.discard(message_id)
+        self._kept.pop(message_id, None)
 
-    def later(self, message_id: str, delay_s: float) -> None:
-        """Keeps holding the message, to claim it back in ``delay_s`` (:meth:`claim_due`)."""
+    def later(self, message_id: str, delay_s: float, keep_count: int | None = None) -> None:
+        """Keeps holding the message, to claim it back in ``delay_s`` (:meth:`claim_due`): one
+        more delivery, or with ``keep_count`` its delivery count set to that (a retry that
+        is not the item's attempt, e.g. after a backend outage)."""
+        if keep_count is not None:
+            self._kept[message_id] = keep_count
         heapq.heappush(self._retries, (time.monotonic() + delay_s, message_id))
+
+    @property
+    def retries_waiting(self) -> bool:
+        return bool(self._retries)
 
     def wait_s(self, longest: float) -> float:
         """``longest``, or less when a retry is due sooner."""
@@ -89,9 +99,20 @@ class Redelivery:
                     log.warning("%s: heartbeat failed: %s", self.group, exc)
 
     async def claim(self, ids: list[str]) -> list[Message]:
-        """Takes held messages back for a retry: one more delivery each."""
-        reply: Any = await self.redis.xclaim(self.stream, self.group, self.consumer, 0, _ids(ids))
-        return await self._messages(reply)
+        """Takes held messages back for a retry: one more delivery each, except those with a
+        kept count (:meth:`later`), whose count XCLAIM's RETRYCOUNT sets back."""
+        by_count: dict[int | None, list[str]] = {}
+        for message_id in ids:
+            by_count.setdefault(self._kept.get(message_id), []).append(message_id)
+        entries: list[Any] = []
+        for count, group in by_count.items():
+            reply: Any = await self.redis.xclaim(
+                self.stream, self.group, self.consumer, 0, _ids(group), retrycount=count
+            )
+            entries += reply
+        for message_id in ids:  # only now: a claim that failed is tried again with the same count
+            self._kept.pop(message_id, None)
+        return await self._messages(entries)
 
     async def reclaim(self) -> list[Message]:
         """Messages idle for ``reclaim_idle_s`` (their worker died), scanning the whole pending

@@ -17,6 +17,9 @@ Delivery rules:
 - A transient failure (:class:`Retry`) is retried by the same worker after an exponential back-off;
   each retry is one more delivery. After ``max_attempts`` deliveries the stage's ``on_dead`` runs
   (default: a DEAD stream entry and the item failed with ``retries_exhausted``).
+- A backend that is unreachable (the embedder or indexer down, restarting, loading) uses up none
+  of the attempts of the items waiting for it, and pauses the stage's reads until it answers
+  again (:mod:`.backend_outage`).
 - On ``stop`` the runner reads nothing more, finishes the batches in flight and returns; messages
   waiting for a retry stay pending for another worker.
 - While Redis is down the runner retries once a second (:mod:`services.scraper.outage`) and goes
@@ -28,48 +31,28 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Histogram
 from redis.exceptions import RedisError
 
 from services.common.jobs import ItemError
 from services.common.streams import Message
 from services.scraper.context import WorkerContext
 from services.scraper.outage import RETRY_S, Outage, sleep_unless, until_redis_answers
-from services.scraper.stages.actions import (
-    Ack,
-    Action,
-    BatchHandler,
-    Finish,
-    Forward,
-    Leave,
-    Retry,
-    exception_action,
-)
-from services.scraper.stages.failures import backoff_s
+from services.scraper.stages.actions import Action, BatchHandler, Retry, exception_action
+from services.scraper.stages.apply import Applier, DeadHandler
+from services.scraper.stages.backend_outage import BackendOutage
 from services.scraper.stages.redelivery import Redelivery, dead_letter_item
-from services.scraper.stages.settle import Settleable, settle_all
 
 log = logging.getLogger(__name__)
 
-ITEMS = Counter(
-    "vs_scraper_items_total",
-    "Messages handled by each ingest stage, by outcome "
-    "(forwarded, done, skipped, failed, retried, dead, acked, left).",
-    ["stage", "outcome"],
-)
 STAGE_SECONDS = Histogram(
     "vs_scraper_stage_seconds",
     "Time a stage's handler spends on one batch of messages.",
     ["stage"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
-
-
-# Runs after the last attempt failed (message, last error, deliveries); the runner then acks.
-DeadHandler = Callable[[WorkerContext, Message, ItemError, int], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -95,7 +78,9 @@ class _Runner:
         self.stage = stage
         self.settings = ctx.settings
         self.redelivery = Redelivery(ctx, stage.stream, stage.name, stage.batch)
-        self.outage = Outage(f"{stage.name} stage")
+        self.outage = Outage(f"{stage.name} stage")  # of Redis
+        self.backend = BackendOutage(stage.name, ctx.settings)  # of the embedder or indexer
+        self.applier = Applier(ctx, stage.name, self.redelivery, self.backend, stage.on_dead)
 
     async def run(self, stop: asyncio.Event) -> None:
         await self._ensure_group(stop)
@@ -129,9 +114,15 @@ class _Runner:
     async def _next_batch(self, stop: asyncio.Event) -> list[Message]:
         """Due retries first, then work of dead workers, then new messages."""
         redelivery = self.redelivery
+        if self.backend.active and not redelivery.retries_waiting:
+            self.backend.answered()  # no item left to find out with: a new one will
         try:
-            batch = await redelivery.claim_due(self.stage.batch) or await redelivery.reclaim()
-            batch = batch or await self._read(stop)
+            batch = await redelivery.claim_due(self.stage.batch)
+            if self.backend.active:  # new work would only fail the same way
+                if not batch:
+                    await sleep_unless(stop, redelivery.wait_s(self.settings.block_ms / 1000))
+                return batch
+            batch = batch or await redelivery.reclaim() or await self._read(stop)
         except RedisError as exc:
             self.outage.failed(exc)
             if "NOGROUP" in str(exc):  # the stream was deleted (a Redis restarted without data)
@@ -157,15 +148,17 @@ class _Runner:
         actions: dict[str, Action] = {
             m.id: Retry(self._crashed_error(m)) for m in batch if m.deliveries > max_attempts
         }
+        started = time.monotonic()
         if live:
-            started = time.perf_counter()
             try:
                 results = await self.stage.handle(live)
                 actions.update(zip([m.id for m in live], results, strict=True))
             except Exception as exc:
                 actions.update((m.id, exception_action(self.stage.name, m, exc)) for m in live)
-            STAGE_SECONDS.labels(self.stage.name).observe(time.perf_counter() - started)
-        outcomes = await self._apply_batch(batch, actions)
+            STAGE_SECONDS.labels(self.stage.name).observe(time.monotonic() - started)
+            if any(not isinstance(a := actions[m.id], Retry) or not a.outage for m in live):
+                self.backend.answered(started)
+        outcomes = await self.applier.apply_batch(batch, actions, started)
         retried = [
             action.error
             for m, outcome in zip(batch, outcomes, strict=True)
@@ -185,89 +178,3 @@ class _Runner:
             "redelivered",
             f"delivered {message.deliveries} times without finishing (a worker crashed on it?)",
         )
-
-    async def _apply_batch(self, batch: list[Message], actions: dict[str, Action]) -> list[str]:
-        """Outcomes in batch order: Forward/Finish/Ack of several messages settled in one Redis
-        transaction (see :mod:`.settle`), the rest one by one."""
-        bulk: list[tuple[Message, Settleable]] = [
-            (m, a) for m in batch if isinstance(a := actions[m.id], Forward | Finish | Ack)
-        ]
-        outcomes: dict[str, str] = {}
-        if len(bulk) > 1:
-            outcomes = await self._settle(bulk)
-        rest = [m for m in batch if m.id not in outcomes]
-        results = await asyncio.gather(*(self._apply(m, actions[m.id]) for m in rest))
-        outcomes.update(zip([m.id for m in rest], results, strict=True))
-        return [outcomes[m.id] for m in batch]
-
-    async def _settle(self, bulk: list[tuple[Message, Settleable]]) -> dict[str, str]:
-        outcomes = await settle_all(self.ctx, self.stage.name, bulk)
-        for message, _ in bulk:
-            if outcomes[message.id] == "left":  # Redis failed: none of the batch was settled
-                self._again_soon(message.id)
-            else:
-                self.redelivery.release(message.id)
-            ITEMS.labels(self.stage.name, outcomes[message.id]).inc()
-        return outcomes
-
-    async def _apply(self, message: Message, action: Action) -> str:
-        """Carries out ``action``; returns the outcome. Whatever goes wrong, the message ends up
-        finished, queued for a retry here, or released (pending, for a reclaim): never held forever."""
-        streams, group = self.ctx.streams, self.stage.name
-        held = False
-        try:
-            match action:
-                case Forward(stream, fields):
-                    await streams.forward(message, group, stream, fields)
-                    outcome = "forwarded"
-                case Finish(result, error):
-                    job_id, product_id = message.text("job_id"), message.text("product_id")
-                    await self.ctx.jobs.finish_item(job_id, product_id, result, error)
-                    await streams.ack(message, group)
-                    outcome = result
-                    if error is not None:
-                        log.info("%s: %s failed: %s: %s", group, product_id, error.code, error.message)
-                case Ack():
-                    await streams.ack(message, group)
-                    outcome = "acked"
-                case Retry(error):
-                    outcome = await self._retry(message, error)
-                    held = outcome == "retried"
-                case Leave():
-                    outcome, held = self._again_soon(message.id), True
-        except RedisError as exc:
-            log.warning(
-                "%s: Redis error on %s (%s); trying it again once Redis answers", group, message.id, exc
-            )
-            outcome, held = self._again_soon(message.id), True
-        except Exception:
-            log.exception(
-                "%s: could not apply %s to %s; left pending", group, type(action).__name__, message.id
-            )
-            outcome = "left"
-        if not held:
-            self.redelivery.release(message.id)
-        ITEMS.labels(group, outcome).inc()
-        return outcome
-
-    def _again_soon(self, message_id: str) -> str:
-        """Redis failed on the message: it stays held, and is claimed again (one more delivery)
-        once Redis answers; a reclaim would first wait ``reclaim_idle_s``."""
-        self.redelivery.later(message_id, RETRY_S)
-        return "left"
-
-    async def _retry(self, message: Message, error: ItemError) -> str:
-        attempts, limit = message.deliveries, self.settings.max_attempts
-        if attempts >= limit:
-            log.warning("%s: %s dead after %d attempts: %s", self.stage.name, message.id, attempts, error)
-            await self.stage.on_dead(self.ctx, message, error, attempts)
-            await self.ctx.streams.ack(message, self.stage.name)
-            return "dead"
-        delay = backoff_s(attempts, self.settings.retry_base_s, self.settings.retry_max_s)
-        log.debug(
-            "%s: %s attempt %d/%d failed (%s: %s); retrying in %.1fs",
-            *(self.stage.name, error.product_id or message.id, attempts, limit),
-            *(error.code, error.message, delay),
-        )
-        self.redelivery.later(message.id, delay)
-        return "retried"
