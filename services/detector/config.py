@@ -46,6 +46,41 @@ class DetectorSettings(ServiceSettings):
         "but under load they burn the cores the embedder needs (bench/results/throughput.json)",
     )
 
+    # Smaller inputs for photos that are not square or are small (services/detector/inputs.py).
+    rect_sides: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [384, 480],
+        description="short sides of the rectangular inputs beside the square one (multiples of 32): "
+        "a 4:3 photo runs at 640x480, a 16:9 frame at 640x384; empty = the square only",
+    )
+    small_size: int = Field(
+        default=416,
+        ge=0,
+        description="photos whose long side is at most this run at this square input instead of being "
+        "scaled up to the model's (a multiple of 32; 0 = off)",
+    )
+
+    @field_validator("rect_sides", mode="before")
+    @classmethod
+    def _split_sides(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [int(v) for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("rect_sides")
+    @classmethod
+    def _multiples_of_32(cls, sides: list[int]) -> list[int]:
+        bad = [side for side in sides if side <= 0 or side % 32]
+        if bad:
+            raise ValueError(f"rect sides must be positive multiples of 32, got {bad}")
+        return sorted(set(sides))
+
+    @field_validator("small_size")
+    @classmethod
+    def _small_multiple_of_32(cls, size: int) -> int:
+        if size % 32:
+            raise ValueError(f"small_size must be a multiple of 32 (or 0), got {size}")
+        return size
+
     @field_validator("classes", mode="before")
     @classmethod
     def _split_classes(cls, value: Any) -> Any:

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from services.detector.config import DetectorSettings
+from services.detector.inputs import build_sessions, input_canvases
 from services.detector.postprocess import (
     BoolArray,
     Candidates,
@@ -21,8 +22,8 @@ from services.detector.postprocess import (
     postprocess,
     yolox_grid,
 )
-from services.detector.preprocess import Letterboxed, letterbox
-from services.detector.sessions import LoadAwareSession
+from services.detector.preprocess import Letterboxed, choose_input, letterbox
+from services.detector.sessions import LoadAwareSession, Model
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ class YoloDetector:
         conf_threshold: float = 0.25,
         iou_threshold: float = 0.45,
         max_detections: int = 20,
+        rect_sides: Sequence[int] = (384, 480),
+        small_size: int = 416,
     ) -> None:
         if not model_path.is_file():
             raise FileNotFoundError(f"detector model file not found: {model_path}")
@@ -86,11 +89,20 @@ class YoloDetector:
         self._allowed = allow_mask(self.labels, classes)
         self._bgr, self._scale = _INPUT_FORMAT[decoder]
         self._decode = _decoder(decoder, self.input_size)
+        # YOLOX decodes with a grid of its own input size: it keeps that one shape.
+        wanted = input_canvases(self.input_size, rect_sides if decoder == "yolov8" else (), small_size)
+        if decoder != "yolov8":
+            wanted = {self.input_size: [(self.input_size, self.input_size)]}
+
+        def make(model: Model) -> LoadAwareSession:
+            return LoadAwareSession(model, threads, concurrent_threads, spin_wait, self._sessions.counter)
+
+        self.canvases, self._by_shape = build_sessions(self._sessions, model_path, wanted, make)
         log.info(
-            "loaded %s (%s decoder, input %d, %d labels)",
+            "loaded %s (%s decoder, inputs %s, %d labels)",
             self.model_id,
             decoder,
-            self.input_size,
+            ", ".join(f"{h}x{w}" for h, w in self._by_shape),
             len(self.labels),
         )
 
@@ -107,6 +119,8 @@ class YoloDetector:
             conf_threshold=settings.conf_threshold,
             iou_threshold=settings.iou_threshold,
             max_detections=settings.max_detections,
+            rect_sides=settings.rect_sides,
+            small_size=settings.small_size,
         )
 
     @property
@@ -117,8 +131,10 @@ class YoloDetector:
         return [label for label, ok in zip(self.labels, self._allowed, strict=True) if ok]
 
     def warmup(self) -> None:
-        """One throw-away run, so the first real request does not pay for allocator and kernel set-up."""
+        """A throw-away run per input shape, so no request pays for allocator and kernel set-up."""
         self.detect(np.full((self.input_size, self.input_size, 3), 114, dtype=np.uint8))
+        for height, width in self._by_shape:
+            self.infer(np.zeros((1, 3, height, width), dtype=np.float32))
 
     def detect(
         self,
@@ -150,12 +166,15 @@ class YoloDetector:
         ]
 
     def preprocess(self, pixels: npt.NDArray[np.uint8]) -> Letterboxed:
-        """(H, W, 3) RGB uint8 -> the letterboxed (1, 3, S, S) model input and its geometry."""
-        return letterbox(pixels, self.input_size, bgr=self._bgr, scale=self._scale)
+        """(H, W, 3) RGB uint8 -> the letterboxed (1, 3, H', W') model input and its geometry, on the
+        smallest input shape that holds the photo (:func:`choose_input`)."""
+        size, canvas = choose_input(pixels.shape[0], pixels.shape[1], self.canvases)
+        return letterbox(pixels, size, canvas=canvas, bgr=self._bgr, scale=self._scale)
 
     def infer(self, tensor: FloatArray) -> FloatArray:
-        """The bare model run: (1, 3, S, S) input -> raw output (benches time it on its own)."""
-        return self._sessions.run(self._output_name, {self._input_name: tensor})
+        """The bare model run: (1, 3, H', W') input -> raw output (benches time it on its own)."""
+        sessions = self._by_shape[(tensor.shape[2], tensor.shape[3])]
+        return sessions.run(self._output_name, {self._input_name: tensor})
 
 
 def model_id(path: Path) -> str:

@@ -65,7 +65,9 @@ def test_detect_finds_the_bus_and_the_people(
         return reply
 
     reply = with_server(settings, detector, scenario)
-    assert Counter(d.label for d in reply.detections) == {"person": 4, "bus": 1}
+    # At its 640x480 input; the person cut off at the left edge scores 0.24 there, just under the
+    # threshold (0.37 at 640x640: tests/unit/test_detector_model.py).
+    assert Counter(d.label for d in reply.detections) == {"person": 3, "bus": 1}
     confidences = [d.confidence for d in reply.detections]
     assert confidences == sorted(confidences, reverse=True)
     (bus_box,) = [d for d in reply.detections if d.label == "bus"]
@@ -195,4 +197,4 @@ def test_concurrent_detects_run_in_parallel_and_agree(
 
     replies = with_server(settings, detector, scenario)
     assert all(reply == replies[0] for reply in replies)
-    assert Counter(d.label for d in replies[0].detections) == {"person": 4, "bus": 1}
+    assert Counter(d.label for d in replies[0].detections) == {"person": 3, "bus": 1}

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from services.detector.postprocess import undo_letterbox
-from services.detector.preprocess import PAD_VALUE, letterbox, letterbox_geometry
+from services.detector.preprocess import PAD_VALUE, choose_input, letterbox, letterbox_geometry
 
 
 @pytest.mark.parametrize(
@@ -57,3 +57,38 @@ def test_box_round_trip_through_the_letterbox(height: int, width: int) -> None:
     # Bilinear resampling blurs each edge by up to about one source pixel.
     tolerance = 1.0 + 1.0 / boxed.ratio
     assert back.tolist() == pytest.approx([x1, y1, x2, y2], abs=tolerance)
+
+
+CANVASES = {640: [(640, 640), (384, 640), (480, 640), (640, 384), (640, 480)], 320: [(320, 320)]}
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "size", "canvas"),
+    [
+        (3024, 4032, 640, (480, 640)),  # a 4:3 phone photo
+        (4032, 3024, 640, (640, 480)),  # the same, held upright
+        (1080, 1920, 640, (384, 640)),  # a 16:9 video frame: 360 rows fit 384
+        (1000, 1500, 640, (480, 640)),  # 3:2: 427 rows need the 480 rectangle
+        (2000, 2000, 640, (640, 640)),
+        (500, 400, 640, (640, 640)),  # 640x512 fits no rectangle but the square
+        (224, 224, 320, (320, 320)),  # a thumbnail is not blown up to 640
+        (320, 100, 320, (320, 320)),
+        (321, 100, 640, (640, 384)),  # just above the small size: the full size again
+    ],
+)
+def test_the_smallest_input_that_holds_the_photo_is_chosen(
+    height: int, width: int, size: int, canvas: tuple[int, int]
+) -> None:
+    assert choose_input(height, width, CANVASES) == (size, canvas)
+
+
+def test_a_rectangular_canvas_keeps_the_scale_and_centres_the_photo() -> None:
+    pixels = np.full((300, 400, 3), 200, dtype=np.uint8)
+    square = letterbox(pixels, 640)
+    rect = letterbox(pixels, 640, canvas=(480, 640))
+    assert rect.tensor.shape == (1, 3, 480, 640)
+    assert rect.ratio == square.ratio == 1.6
+    assert (square.pad, rect.pad) == ((0, 80), (0, 0))
+    assert np.array_equal(rect.tensor, square.tensor[:, :, 80:560])  # the same pixels, less padding
+    with pytest.raises(ValueError, match="does not fit"):
+        letterbox(pixels, 640, canvas=(384, 640))
