@@ -89,6 +89,26 @@ def test_items_wait_out_an_embedder_outage(redis_url: str, tmp_path: Path) -> No
     asyncio.run(scenario())
 
 
+def test_a_lone_item_waits_out_a_long_outage_without_being_charged(redis_url: str, tmp_path: Path) -> None:
+    """One item, so every retry of it is the stage's only probe: it is charged once, not per retry."""
+
+    async def scenario() -> None:
+        with image_server(tmp_path) as web:
+            item = product("p0", [web.add_photo(PHOTOS[0])], row=0)
+            async with pipeline(redis_url, tmp_path / "index", max_attempts=2) as p:
+                await p.embedder.stop()
+                job_id = await p.emit([item])
+                async with p.worker():
+                    await asyncio.sleep(3.0)  # about 10 retries at the 0.4 s cap
+                    (entry,) = await p.redis.xpending_range(EMBED, "embed", "-", "+", 10)
+                    assert int(entry["times_delivered"]) <= 2
+                    await p.embedder.start()
+                    status = await p.wait_job(job_id)
+                assert (status.status, status.done, status.failed) == ("completed", 1, 0)
+
+    asyncio.run(scenario())
+
+
 def test_items_wait_out_an_indexer_restart(redis_url: str, tmp_path: Path) -> None:
     """An indexer down far longer than every attempt's back-off together (0.75 s): nothing fails."""
 

@@ -89,7 +89,7 @@ class _Runner:
         tasks: set[asyncio.Task[None]] = set()
         try:
             while not stop.is_set():
-                if len(tasks) >= self.stage.in_flight:
+                if len(tasks) >= self.stage.in_flight or (tasks and self._probing()):
                     await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 batch = await self._next_batch(stop)
@@ -114,8 +114,8 @@ class _Runner:
     async def _next_batch(self, stop: asyncio.Event) -> list[Message]:
         """Due retries first, then work of dead workers, then new messages."""
         redelivery = self.redelivery
-        if self.backend.active and not redelivery.retries_waiting:
-            self.backend.answered()  # no item left to find out with: a new one will
+        if self._probing():  # nothing in flight either: no item is left to find out with
+            self.backend.answered()
         try:
             batch = await redelivery.claim_due(self.stage.batch)
             if self.backend.active:  # new work would only fail the same way
@@ -131,6 +131,11 @@ class _Runner:
             return []
         self.outage.recovered()
         return batch
+
+    def _probing(self) -> bool:
+        """The backend is out and every item waiting for it is in flight: their answers decide
+        whether the stage takes new messages again."""
+        return self.backend.active and not self.redelivery.retries_waiting
 
     async def _read(self, stop: asyncio.Event) -> list[Message]:
         stage = self.stage
