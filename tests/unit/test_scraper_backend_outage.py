@@ -49,15 +49,20 @@ def test_only_calls_in_flight_when_the_outage_began_are_charged(clock: Clock) ->
     assert (later.charged, again.charged) == (False, False)
 
 
-def test_waiting_items_back_off_up_to_the_outage_cap_and_give_up_after_the_patience(clock: Clock) -> None:
-    state = outage(outage_patience_s=60.0)
-    delays = []
-    for _ in range(7):
+def delays(state: BackendOutage, clock: Clock, failures: int, step_s: float) -> list[float]:
+    """The retry delays ``failures`` failures of message "a" get, ``step_s`` apart."""
+    found = []
+    for _ in range(failures):
         wait = state.failed("a", clock.now, "down")
         assert wait is not None
-        delays.append(wait.delay_s)
-        clock.now += 5
-    assert delays == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0, 5.0]
+        found.append(wait.delay_s)
+        clock.now += step_s
+    return found
+
+
+def test_waiting_items_back_off_up_to_the_outage_cap_and_give_up_after_the_patience(clock: Clock) -> None:
+    state = outage(outage_patience_s=60.0)
+    assert delays(state, clock, 7, step_s=5) == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0, 5.0]
     clock.now += 30  # 65 s since its first failure
     assert state.failed("a", clock.now, "down") is None
     assert state.waited_s("a") == pytest.approx(65.0)
@@ -69,12 +74,7 @@ def test_waiting_items_back_off_up_to_the_outage_cap_and_give_up_after_the_patie
 
 def test_the_outage_cap_never_exceeds_the_retry_cap(clock: Clock) -> None:
     state = outage(retry_max_s=2.0)
-    delays = []
-    for _ in range(4):
-        wait = state.failed("a", clock.now, "down")
-        assert wait is not None
-        delays.append(wait.delay_s)
-    assert delays == [0.5, 1.0, 2.0, 2.0]
+    assert delays(state, clock, 4, step_s=0) == [0.5, 1.0, 2.0, 2.0]
 
 
 def test_the_stage_reopens_only_for_a_call_started_after_the_outage_began(clock: Clock) -> None:
