@@ -6,6 +6,7 @@ messages and never acknowledges them, exactly what a kill -9 leaves behind.
 
 import asyncio
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -150,7 +151,10 @@ def test_an_outage_longer_than_the_patience_dead_letters_the_waiting_items(
                 assert (status.status, status.done, status.failed) == ("completed", 0, 2)
                 for error in (await p.errors(job_id)).values():
                     assert (error["code"], error["stage"]) == ("retries_exhausted", "embed")
-                    assert "last error (embedder_unavailable): unreachable for 1 s" in error["message"]
+                    # After 1 s of waiting, or a little more on a busy machine.
+                    assert re.search(
+                        r"last error \(embedder_unavailable\): unreachable for \d+ s", error["message"]
+                    )
                 assert await p.streams.length(DEAD) == 2
                 assert await p.streams.length(EMBED) == 0
 
