@@ -89,10 +89,11 @@ class YoloDetector:
         self._allowed = allow_mask(self.labels, classes)
         self._bgr, self._scale = _INPUT_FORMAT[decoder]
         self._decode = _decoder(decoder, self.input_size)
+        size = self.input_size
         # YOLOX decodes with a grid of its own input size: it keeps that one shape.
-        wanted = input_canvases(self.input_size, rect_sides if decoder == "yolov8" else (), small_size)
-        if decoder != "yolov8":
-            wanted = {self.input_size: [(self.input_size, self.input_size)]}
+        wanted = (
+            input_canvases(size, rect_sides, small_size) if decoder == "yolov8" else {size: [(size, size)]}
+        )
 
         def make(model: Model) -> LoadAwareSession:
             return LoadAwareSession(model, threads, concurrent_threads, spin_wait, self._sessions.counter)
