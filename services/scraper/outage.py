@@ -23,25 +23,37 @@ T = TypeVar("T")
 
 
 class Outage:
-    """The Redis outage one loop is in, if any (``what`` names the loop in the log)."""
+    """The outage of ``dependency`` (Redis unless told) one loop is in, if any: ``what`` names the
+    loop in the log, ``meanwhile`` says what it does until the dependency is back."""
 
-    def __init__(self, what: str) -> None:
+    def __init__(
+        self, what: str, dependency: str = "Redis", meanwhile: str = f"retrying every {RETRY_S:.0f} s"
+    ) -> None:
         self.what = what
+        self.dependency = dependency
+        self.meanwhile = meanwhile
         self.since: float | None = None  # time.monotonic() of the first failure
         self._reminded = 0.0
 
-    def failed(self, exc: RedisError) -> None:
+    def failed(self, reason: object) -> None:
         now = time.monotonic()
         if self.since is None:
             self.since = self._reminded = now
-            log.warning("%s: Redis is unavailable (%s); retrying every %.0f s", self.what, exc, RETRY_S)
+            log.warning("%s: %s is unavailable (%s); %s", self.what, self.dependency, reason, self.meanwhile)
         elif now - self._reminded >= REMIND_S:
             self._reminded = now
-            log.warning("%s: Redis still unavailable after %.0f s (%s)", self.what, now - self.since, exc)
+            log.warning(
+                "%s: %s still unavailable after %.0f s (%s)",
+                self.what,
+                self.dependency,
+                now - self.since,
+                reason,
+            )
 
     def recovered(self) -> None:
         if self.since is not None:
-            log.warning("%s: Redis is back after %.1f s; resuming", self.what, time.monotonic() - self.since)
+            waited = time.monotonic() - self.since
+            log.warning("%s: %s is back after %.1f s; resuming", self.what, self.dependency, waited)
             self.since = None
 
 

@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from services.scraper import outage as outage_module
 from services.scraper.config import ScraperSettings
 from services.scraper.stages import backend_outage
 from services.scraper.stages.backend_outage import BackendOutage
@@ -21,7 +22,8 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     clock = Clock()
-    monkeypatch.setattr(backend_outage, "time", SimpleNamespace(monotonic=clock))
+    for module in (backend_outage, outage_module):  # the stage's waits and the outage's start
+        monkeypatch.setattr(module, "time", SimpleNamespace(monotonic=clock))
     return clock
 
 

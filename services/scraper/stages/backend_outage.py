@@ -15,16 +15,12 @@ meanwhile. The rules, per stage:
   items are the probes: the first call that gets through reopens the stage.
 """
 
-import logging
 import time
 from dataclasses import dataclass
 
 from services.scraper.config import ScraperSettings
+from services.scraper.outage import Outage
 from services.scraper.stages.failures import backoff_s
-
-log = logging.getLogger(__name__)
-
-REMIND_S = 60.0  # a long outage is logged again at this pace, not at every retry
 
 
 @dataclass(frozen=True)
@@ -39,24 +35,25 @@ class BackendOutage:
     """One stage's view of its backend: answering, or unreachable since when."""
 
     def __init__(self, stage: str, settings: ScraperSettings) -> None:
-        self.stage = stage
         self.base_s = settings.retry_base_s
         self.max_s = min(settings.retry_max_s, settings.outage_retry_max_s)
         self.patience_s = settings.outage_patience_s
-        self.since: float | None = None  # time.monotonic() the stage learnt of the outage
-        self._reminded = 0.0
+        meanwhile = f"its items wait for it, for up to {self.patience_s:.0f} s, and no new ones are taken"
+        # Its ``since``: time.monotonic() the stage learnt of the outage, None while the backend answers.
+        self.outage = Outage(f"{stage} stage", "its backend", meanwhile)
         self._waiting: dict[str, tuple[float, int]] = {}  # message id -> (first failure, failures)
 
     @property
     def active(self) -> bool:
-        return self.since is not None
+        return self.outage.since is not None
 
     def failed(self, message_id: str, started: float, reason: str) -> Wait | None:
         """A call for ``message_id`` started at ``started`` (time.monotonic()) found the backend
         unreachable. None once the message has waited ``outage_patience_s``."""
+        since = self.outage.since
+        charged = since is None or started < since
+        self.outage.failed(reason)
         now = time.monotonic()
-        charged = self.since is None or started < self.since
-        self._report(now, reason)
         first, failures = self._waiting.get(message_id, (now, 0))
         if now - first >= self.patience_s:
             return None
@@ -74,22 +71,6 @@ class BackendOutage:
     def answered(self, started: float | None = None) -> None:
         """A call started at ``started`` got through, or (None) no item is left waiting: the
         stage takes new messages again. A call older than the outage says nothing about now."""
-        if self.since is not None and (started is None or started >= self.since):
-            waited = time.monotonic() - self.since
-            log.warning("%s stage: its backend answers again after %.1f s; resuming", self.stage, waited)
-            self.since = None
-
-    def _report(self, now: float, reason: str) -> None:
-        if self.since is None:
-            self.since = self._reminded = now
-            log.warning(
-                "%s stage: backend unreachable (%s); its items wait for it, for up to %.0f s, "
-                "and no new ones are taken meanwhile",
-                *(self.stage, reason, self.patience_s),
-            )
-        elif now - self._reminded >= REMIND_S:
-            self._reminded = now
-            log.warning(
-                "%s stage: backend still unreachable after %.0f s; %d items waiting (%s)",
-                *(self.stage, now - self.since, len(self._waiting), reason),
-            )
+        since = self.outage.since
+        if since is not None and (started is None or started >= since):
+            self.outage.recovered()
