@@ -133,9 +133,11 @@ class YoloDetector:
 
     def warmup(self) -> None:
         """A throw-away run per input shape, so no request pays for allocator and kernel set-up."""
-        self.detect(np.full((self.input_size, self.input_size, 3), 114, dtype=np.uint8))
+        square = (self.input_size, self.input_size)
+        self.detect(np.full((*square, 3), 114, dtype=np.uint8))  # pre- and post-processing too
         for height, width in self._by_shape:
-            self.infer(np.zeros((1, 3, height, width), dtype=np.float32))
+            if (height, width) != square:  # the detect above ran that one
+                self.infer(np.zeros((1, 3, height, width), dtype=np.float32))
 
     def detect(
         self,

@@ -128,8 +128,8 @@ class Applier:
     async def _retry(self, message: Message, error: ItemError, outage_started: float | None) -> str:
         """Another try later, or the stage's ``on_dead`` once the item's attempts (or its patience
         with an unreachable backend, see :mod:`.backend_outage`) are used up."""
-        attempts, limit = message.deliveries, self.ctx.settings.max_attempts
         settings = self.ctx.settings
+        attempts, limit = message.deliveries, settings.max_attempts
         delay = backoff_s(attempts, settings.retry_base_s, settings.retry_max_s)
         if outage_started is not None:
             wait = self.backend.failed(message.id, outage_started, f"{error.code}: {error.message}")
