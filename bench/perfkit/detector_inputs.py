@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from bench.perfkit import RESULTS, ROOT, bench_lock, render_table, write_json
+from bench.perfkit import RESULTS, ROOT, bench_logging, measured, render_table
 from services.detector.model import YoloDetector
 from services.detector.postprocess import box_iou
 
@@ -140,14 +140,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="16 photos, as they are and at 224 px")
     parser.add_argument("--json", type=Path, default=RESULTS / "detector_inputs.json")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    bench_logging()
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     if args.quick:
         sizes, args.limit = [0, 224], 16
-    with bench_lock():
-        result = run(args.dataset, sizes, args.limit)
+    result, path = measured(
+        "detector_inputs", args.quick, args.json, lambda: run(args.dataset, sizes, args.limit)
+    )
     print(table(result))
-    print(f"\nwritten to {write_json(args.json, result)}")
+    print(f"\nwritten to {path}")
 
 
 if __name__ == "__main__":
