@@ -18,7 +18,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import AfterValidator
 
-from services.common.grpc_server import server_options
+from services.common.grpc_server import CLIENT_KEEPALIVE_MS, server_options
 
 # Targets gRPC resolves itself; anything else is host:port[,host:port...].
 URI_SCHEMES = ("dns", "ipv4", "ipv6", "unix", "unix-abstract", "vsock", "xds")
@@ -135,6 +135,7 @@ def make_channel(
     max_message_bytes: int = 64 * 1024 * 1024,
     health_service: str = "",
     idempotent: Sequence[str] = (),
+    keepalive_ms: int = CLIENT_KEEPALIVE_MS,
 ) -> grpc.aio.Channel:
     """An insecure channel to a service on the cluster network (TLS terminates at the edge).
 
@@ -145,7 +146,7 @@ def make_channel(
     """
     options: list[tuple[str, Any]] = [
         *server_options(max_message_bytes),
-        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_time_ms", keepalive_ms),
         ("grpc.keepalive_timeout_ms", 10_000),
         # Round-robin over every address a name resolves to, so `--scale` replicas share load.
         ("grpc.lb_policy_name", "round_robin"),

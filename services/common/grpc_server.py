@@ -23,6 +23,12 @@ RPC_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
+# Clients ping a connection every CLIENT_KEEPALIVE_MS while a call is open (services.common.grpc_client),
+# so a dead peer is noticed. Channels with client-side health checking always have one open: the
+# health Watch. By default a gRPC server allows one ping per 5 min while it sends no data, and
+# answers the third early one with GOAWAY too_many_pings, failing every call on that connection.
+CLIENT_KEEPALIVE_MS = 30_000
+
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 Handler = Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
@@ -73,11 +79,17 @@ class GrpcServer:
     or index is loaded and warm, so readiness never turns green early.
     """
 
-    def __init__(self, service_names: Iterable[str], max_message_bytes: int) -> None:
+    def __init__(
+        self,
+        service_names: Iterable[str],
+        max_message_bytes: int,
+        client_keepalive_ms: int = CLIENT_KEEPALIVE_MS,
+    ) -> None:
         # Connections are recycled every few minutes, so clients resolving dns:/// names look again
         # and spread over replicas added since (gRPC re-resolves only when a connection drops).
         recycle = [("grpc.max_connection_age_ms", 300_000), ("grpc.max_connection_age_grace_ms", 30_000)]
-        self.server = grpc.aio.server(options=[*server_options(max_message_bytes), *recycle])
+        pings = [("grpc.http2.min_ping_interval_without_data_ms", client_keepalive_ms // 2)]
+        self.server = grpc.aio.server(options=[*server_options(max_message_bytes), *recycle, *pings])
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.service_names = [*service_names, ""]

@@ -24,7 +24,8 @@ def test_demo_catalog_is_loaded(running: RunningStack) -> None:
     assert stats["products"] >= 2337  # 2,272 fashion + 65 grocery catalog rows
     assert stats["vectors"] >= 1000
     assert stats["dim"] == 1280  # read from the MobileNetV2 model, not assumed
-    assert running.client.get("/readyz").status_code == 200
+    ready = running.client.get("/readyz")
+    assert ready.status_code == 200, ready.text
 
 
 @pytest.mark.parametrize("dataset", ["fashion_products", "grocery_store"])
