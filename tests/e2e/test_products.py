@@ -1,7 +1,6 @@
 """Catalog writes through the real stack: PUT is searchable at once, DELETE removes, restarts keep state."""
 
 import signal
-import time
 from typing import Any
 
 import httpx
@@ -37,16 +36,13 @@ def test_put_search_delete(running: RunningStack) -> None:
         files = {"image": ("new.jpg", image, "image/jpeg")}
         return running.client.put("/v1/products/e2e-new-1", data=jacket, files=files)
 
-    started = time.perf_counter()
     put = put_jacket()
     assert put.status_code == 200, put.text
-    top = _top(running, image)
-    elapsed = time.perf_counter() - started
+    top = _top(running, image)  # at once, no polling: searchable when the PUT returns
     assert top["product_id"] == "e2e-new-1"
     assert top["similarity"] >= 0.99
     assert top["price"] == 49.5
     assert top["brand"] == "Acme"
-    assert elapsed < 1.0, f"PUT then search took {elapsed:.2f}s"
 
     again = put_jacket()
     assert again.json()["status"] == "unchanged"
