@@ -20,6 +20,7 @@ from services.gateway.errors import install_error_handlers
 from services.gateway.fetch import Fetcher
 from services.gateway.limits import BodyLimitMiddleware, RouteBodyLimits
 from services.gateway.metrics import MetricsMiddleware
+from services.gateway.openapi_forms import document_forms
 from services.gateway.routes import crawls, imports, ops, products, search, ui, videos
 
 
@@ -56,6 +57,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     )
     install_error_handlers(app)
     document_auth(app, settings.auth_enabled)
+    document_forms(app, lambda schema: products.document_image_limit(schema, settings.max_images_per_product))
     for module in (search, products, imports, crawls, videos, ops, ui):
         app.include_router(module.router)
     if settings.media_dir is not None:

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
+from starlette.routing import compile_path
 
 from services.common.errors import ServiceError
 from services.common.images import ImageError, UnsupportedImage
@@ -118,7 +119,20 @@ def _status_code_name(status: int) -> str:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     code = exc.code if isinstance(exc, ApiError) else _status_code_name(exc.status_code)
-    return error_response(exc.status_code, code, exc.detail, getattr(exc, "headers", None))
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 405 and (methods := _documented_methods(request)):
+        headers = {**(headers or {}), "Allow": ", ".join(sorted(methods))}
+    return error_response(exc.status_code, code, exc.detail, headers)
+
+
+def _documented_methods(request: Request) -> set[str]:
+    """Every method the OpenAPI schema gives the path. Starlette's 405 names only those of the
+    first route that matched it, while a path often has one route per method (GET, PUT, DELETE)."""
+    methods: set[str] = set()
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        if compile_path(template)[0].match(request.url.path):
+            methods |= {method.upper() for method in operations}
+    return methods | ({"HEAD"} if "GET" in methods else set())
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

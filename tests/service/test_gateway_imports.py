@@ -96,6 +96,11 @@ def test_an_uploaded_feed_is_queued_read_and_reported(
     rest = client.get(f"/v1/imports/{job_id}/errors", params={"offset": first["next_offset"]}).json()
     assert first["next_offset"] == 1
     assert rest["next_offset"] is None
+    past_the_end = client.get(f"/v1/imports/{job_id}/errors", params={"offset": 2**32}).json()
+    assert (past_the_end["errors"], past_the_end["next_offset"]) == ([], None)
+    too_far = client.get(f"/v1/imports/{job_id}/errors", params={"offset": 2**64})  # was a 503 from Redis
+    assert too_far.status_code == 422
+    assert too_far.json()["code"] == "validation_error"
     assert [(e["row"], e["product_id"], e["code"]) for e in first["errors"] + rest["errors"]] == [
         (3, "p2", "no_image"),
         (4, "", "missing_product_id"),

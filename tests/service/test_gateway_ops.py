@@ -108,3 +108,50 @@ def test_openapi_documents_both_put_bodies_and_the_errors(client: TestClient) ->
     search_body = schema["paths"]["/v1/search"]["post"]["requestBody"]["content"]
     assert "multipart/form-data" in search_body
     assert client.get("/docs").status_code == 200
+
+
+def test_openapi_form_bodies_say_what_the_routes_accept(client: TestClient) -> None:
+    """No null in a form, exactly one of a file or its URL, the configured image cap."""
+    schema = client.get("/openapi.json").json()
+    components = schema["components"]["schemas"]
+    search_body = schema["paths"]["/v1/search"]["post"]["requestBody"]
+    form = components[search_body["content"]["multipart/form-data"]["schema"]["$ref"].rpartition("/")[2]]
+    assert search_body["required"] is True
+    assert form["oneOf"] == [{"required": ["image"]}, {"required": ["image_url"]}]
+    assert form["properties"]["min_similarity"] == {
+        "type": "number",
+        "minimum": -1.0,
+        "maximum": 1.0,
+        "title": "Min Similarity",
+    }
+    assert "anyOf" not in form["properties"]["image_url"]
+
+    videos = schema["paths"]["/v1/videos"]["post"]["requestBody"]["content"]
+    assert videos["application/json"]["schema"]["required"] == ["video_url"]
+    assert videos["multipart/form-data"]["schema"]["oneOf"] == [
+        {"required": ["video"]},
+        {"required": ["video_url"]},
+    ]
+    imports = schema["paths"]["/v1/imports"]["post"]["requestBody"]["content"]
+    assert imports["application/json"]["schema"]["properties"]["feed_url"]["type"] == "string"
+
+    put = schema["paths"]["/v1/products/{product_id}"]["put"]["requestBody"]["content"]
+    assert put["multipart/form-data"]["schema"]["properties"]["image"]["maxItems"] == 8  # the default
+    assert put["application/json"]["schema"]["properties"]["images"]["maxItems"] == 8
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PATCH", "/v1/products/p1", {"GET", "HEAD", "PUT", "DELETE"}),
+        ("DELETE", "/v1/imports", {"GET", "HEAD", "POST"}),
+        ("GET", "/v1/search", {"POST"}),
+    ],
+)
+def test_405_names_every_method_of_the_path(
+    client: TestClient, method: str, path: str, allowed: set[str]
+) -> None:
+    response = client.request(method, path)
+    assert response.status_code == 405
+    assert response.json()["code"] == "method_not_allowed"
+    assert set(response.headers["allow"].split(", ")) == allowed

@@ -183,7 +183,8 @@ async def _job(state: GatewayState, job_id: str) -> ImportJob:
 async def get_import_errors(
     state: State,
     job_id: JobId,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    # A Redis list holds under 2**32 entries; a larger offset would overflow LRANGE's integers.
+    offset: Annotated[int, Query(ge=0, le=2**32)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ImportErrors:
     with redis_errors():

@@ -57,6 +57,16 @@ PUT_BODY = {
 }
 
 
+def document_image_limit(schema: dict[str, Any], limit: int) -> None:
+    """The configured cap (VS_GATEWAY_MAX_IMAGES_PER_PRODUCT) on every image list of the PUT body,
+    where the static schema above could only give the hard one."""
+    content = schema["paths"]["/v1/products/{product_id}"]["put"]["requestBody"]["content"]
+    for media in content.values():
+        for field in media["schema"].get("properties", {}).values():
+            if field.get("type") == "array" and "maxItems" in field:
+                field["maxItems"] = limit
+
+
 def _validate(model: type[Model], raw: Any) -> Model:
     try:
         return model.model_validate(raw)

@@ -29,6 +29,7 @@ from services.gateway.video.container import VideoError, VideoLimits, probe
 from services.gateway.video.frames import Frame, frame_at
 from services.gateway.video.indexing import VideoIndexer, search_frame
 from services.gateway.video.schemas import (
+    REGISTER_BODY,
     FrameSearchResponse,
     VideoRegistered,
     VideoShopResponse,
@@ -138,6 +139,7 @@ async def _register_source(request: Request) -> tuple[FormFile | None, str | Non
     response_model=VideoRegistered,
     responses=error_responses(400, 413, 415, 422, 503),
     summary="Register a video (upload or video_url) and pre-index it in the background",
+    openapi_extra=REGISTER_BODY,
     dependencies=[CATALOG_KEY],  # it stores the video and runs a search per sampled frame
 )
 async def register_video(

@@ -1,10 +1,38 @@
-"""Response bodies of the video routes."""
+"""Request and response bodies of the video routes."""
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from services.common.catalog import MAX_URL_CHARS
 from services.gateway.schemas import SearchResponse
+
+_VIDEO_URL = {"type": "string", "maxLength": MAX_URL_CHARS, "description": "http(s) URL or a /media/... path"}
+# POST /v1/videos reads its body itself (a form, or JSON for a URL): this is what it accepts.
+REGISTER_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "title": "VideoForm",
+                    "type": "object",
+                    "properties": {
+                        "video": {
+                            "type": "string",
+                            "contentMediaType": "application/octet-stream",
+                            "description": "the video; any format FFmpeg reads",
+                        },
+                        "video_url": _VIDEO_URL,
+                    },
+                }
+            },
+            "application/json": {
+                "schema": {"title": "VideoUrl", "type": "object", "properties": {"video_url": _VIDEO_URL}}
+            },
+        },
+    }
+}
 
 VideoStatus = Literal["queued", "indexing", "ready", "failed"]
 
