@@ -163,4 +163,4 @@ class ImportErrors(BaseModel):
 class ScheduleStopped(BaseModel):
     job_id: str
     schedule_id: str
-    stopped: bool = True
+    stopped: bool = Field(description="false: the job had no refresh schedule (none now either way)")

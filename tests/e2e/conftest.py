@@ -28,9 +28,9 @@ class RunningStack:
     client: httpx.Client
 
 
-@pytest.fixture(scope="session")
-def stack_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    base = tmp_path_factory.mktemp("stack")
+def private_stack_env(base: Path) -> dict[str, str]:
+    """The environment of a stack of its own: run and data dirs under ``base``, free loopback
+    ports, a private Redis, the shared models and datasets."""
     env = dict(os.environ)
     env.update(
         VS_STACK_RUN_DIR=str(base / "run"),
@@ -47,6 +47,11 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         VS_SCRAPER_RETRY_BASE_S="0.5",
     )
     return env
+
+
+@pytest.fixture(scope="session")
+def stack_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return private_stack_env(tmp_path_factory.mktemp("stack"))
 
 
 @pytest.fixture(scope="session")

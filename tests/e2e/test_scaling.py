@@ -5,7 +5,6 @@ had in flight, and searches and imports go on with the right products."""
 
 import asyncio
 import logging
-import os
 import signal
 import subprocess
 import time
@@ -17,12 +16,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.devstack.ephemeral import free_port
 from services.devstack.launcher import Stack
 from tests.e2e.catalog import Row, every_nth, unique_image_catalog_rows
-from tests.e2e.conftest import RunningStack, _stack_settings
+from tests.e2e.conftest import RunningStack, _stack_settings, private_stack_env
 from tests.e2e.ingest import shop_photo_rows, start_import, to_csv, vector_counts, wait_for, wait_until_done
-from tests.paths import DATASETS, MODELS, ROOT
+from tests.paths import ROOT
 
 pytestmark = pytest.mark.e2e
 log = logging.getLogger(__name__)
@@ -43,21 +41,7 @@ class Outcome:
 @pytest.fixture(scope="module")
 def scaled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     """Its own stack (env, ports, run dir): the shared session stack runs one of each."""
-    base = tmp_path_factory.mktemp("scaled")
-    env = dict(os.environ)
-    env.update(
-        VS_STACK_RUN_DIR=str(base / "run"),
-        VS_DATA_DIR=str(base / "data"),
-        VS_MODELS_DIR=str(MODELS),
-        VS_STACK_DATASETS_DIR=str(DATASETS),
-        VS_GATEWAY_PORT=str(free_port()),
-        VS_STACK_DETECTOR_PORT=str(free_port()),
-        VS_STACK_EMBEDDER_PORT=str(free_port()),
-        VS_STACK_INDEXER_PORT=str(free_port()),
-        VS_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
-        VS_SCRAPER_RECLAIM_IDLE_S="5",
-        VS_SCRAPER_RETRY_BASE_S="0.5",
-    )
+    env = private_stack_env(tmp_path_factory.mktemp("scaled"))
     up = [str(ROOT / "scripts" / "up"), "--detach", "--no-demo", "--detectors", "2", "--embedders", "2"]
     stack = Stack(_stack_settings(env))  # the replicas' ports come from the run dir
     try:  # down even when up is interrupted (a pytest timeout): it may have started some processes

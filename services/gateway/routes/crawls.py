@@ -22,7 +22,7 @@ router = APIRouter(tags=["ingest"], dependencies=[CATALOG_KEY])
     "/v1/crawls",
     status_code=202,
     response_model=CrawlAccepted,
-    responses=error_responses(413, 422, 503),
+    responses=error_responses(400, 413, 422, 503),
     summary="Crawl a shop's pages for schema.org products and index them; returns at once with a job",
 )
 async def create_crawl(state: State, body: CrawlRequest, response: Response) -> CrawlAccepted:

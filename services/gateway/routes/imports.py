@@ -217,7 +217,7 @@ async def list_imports(
     "/v1/imports/{job_id}/schedule",
     response_model=ScheduleStopped,
     responses=error_responses(404, 422, 503),
-    summary="Stop refreshing a scheduled job (a run in progress finishes)",
+    summary="Stop refreshing a scheduled job (a run in progress finishes); idempotent",
 )
 async def stop_schedule(state: State, job_id: JobId) -> ScheduleStopped:
     with redis_errors():
@@ -225,6 +225,6 @@ async def stop_schedule(state: State, job_id: JobId) -> ScheduleStopped:
         if status is None:
             raise ApiError(404, "not_found", f"unknown job {job_id}")
         schedule_id = schedule_id_of(job_id, status.spec)
-        if not await Schedules(state.jobs.redis).remove(schedule_id):
-            raise ApiError(404, "not_found", f"job {job_id} has no refresh schedule")
-    return ScheduleStopped(job_id=job_id, schedule_id=schedule_id)
+        # Like any DELETE, a repeated one succeeds: the job is left without a schedule either way.
+        stopped = await Schedules(state.jobs.redis).remove(schedule_id)
+    return ScheduleStopped(job_id=job_id, schedule_id=schedule_id, stopped=stopped)
