@@ -39,11 +39,11 @@ def fuzzed_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         up = subprocess.run([str(ROOT / "scripts" / "up"), "--detach", "--no-demo"], env=env, timeout=900)
         assert up.returncode == 0, f"./scripts/up failed with exit code {up.returncode}"
         url = f"http://127.0.0.1:{env['VS_GATEWAY_PORT']}"
-        for row in unique_image_catalog_rows("fashion_products")[
-            :3
-        ]:  # real photos: the fuzzer's never decode
+        # Real photos: the fuzzer's own never decode, so it would find no product to read.
+        for row in unique_image_catalog_rows("fashion_products")[:3]:
             files = {"image": (row.path.name, row.path.read_bytes(), "image/jpeg")}
-            put = httpx.put(f"{url}/v1/products/{row.product_id}", data={"title": row.match_key}, files=files)
+            data = {"title": row.match_key}
+            put = httpx.put(f"{url}/v1/products/{row.product_id}", data=data, files=files, timeout=60)
             assert put.status_code == 200, put.text
         yield url
     finally:
