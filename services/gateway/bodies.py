@@ -1,6 +1,6 @@
 """Reading request bodies: uploads in bounded chunks, JSON with FastAPI's own error shape."""
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -8,6 +8,18 @@ from starlette.datastructures import UploadFile
 
 from services.common.fetch import CHUNK_BYTES
 from services.gateway.errors import ApiError
+
+FORM_TYPES = frozenset({"multipart/form-data", "application/x-www-form-urlencoded"})
+
+
+def body_kind(request: Request) -> Literal["form", "json", "other"]:
+    """What the request's Content-Type says its body is, for routes that take a form or JSON."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type in FORM_TYPES:
+        return "form"
+    if media_type == "application/json" or media_type.endswith("+json"):
+        return "json"
+    return "other"
 
 
 async def read_upload(upload: UploadFile, max_bytes: int, what: str = "the image") -> bytes:

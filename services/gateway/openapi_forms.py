@@ -16,9 +16,10 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from services.gateway.bodies import FORM_TYPES
+
 Schema = dict[str, Any]
 
-FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 # (path, method) -> the fields of which a request body holds exactly one.
 ONE_OF: dict[tuple[str, str], tuple[str, str]] = {
     ("/v1/search", "post"): ("image", "image_url"),

@@ -22,7 +22,7 @@ from services.common.jobs import now_millis
 from services.common.schedules import Schedules, schedule_id_of
 from services.common.streams import FEEDS
 from services.gateway.auth.deps import CATALOG_KEY
-from services.gateway.bodies import read_json, read_upload
+from services.gateway.bodies import body_kind, read_json, read_upload
 from services.gateway.deps import GatewayState, State
 from services.gateway.errors import ApiError, error_responses
 from services.gateway.import_schemas import (
@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["ingest"], dependencies=[CATALOG_KEY])
 
 JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="the job_id POST /v1/imports returned")]
-FORM_TYPES = frozenset({"multipart/form-data", "application/x-www-form-urlencoded"})
 UPLOAD_PREFIX = "vs:feed:upload:"
 
 
@@ -72,10 +71,10 @@ def redis_errors() -> Iterator[None]:
     summary="Import a catalog feed (CSV or JSONL upload, or feed_url); returns at once with a job",
 )
 async def create_import(state: State, request: Request, response: Response) -> ImportAccepted:
-    content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if content_type in FORM_TYPES:
+    kind = body_kind(request)
+    if kind == "form":
         options, upload = await _form(request, state.settings.max_feed_bytes)
-    elif content_type == "application/json" or content_type.endswith("+json"):
+    elif kind == "json":
         options, upload = _validate(await read_json(request)), None
     else:
         raise ApiError(415, "unsupported_media_type", "send multipart/form-data (or JSON with a feed_url)")

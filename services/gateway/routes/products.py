@@ -13,7 +13,7 @@ from services.common.catalog import ProductMeta
 from services.common.errors import InvalidInput
 from services.common.gen.visualsearch.v1 import indexer_pb2
 from services.gateway.auth.deps import CATALOG_KEY, SEARCH_KEY
-from services.gateway.bodies import read_json, read_upload
+from services.gateway.bodies import body_kind, read_json, read_upload
 from services.gateway.config import MAX_IMAGES_LIMIT, GatewaySettings
 from services.gateway.deps import ProductId, State
 from services.gateway.errors import ApiError, error_responses
@@ -29,7 +29,6 @@ from services.gateway.schemas import (
 
 router = APIRouter(tags=["products"])
 Model = TypeVar("Model", bound=BaseModel)
-FORM_TYPES = frozenset({"multipart/form-data", "application/x-www-form-urlencoded"})
 
 
 def _form_schema() -> dict[str, Any]:
@@ -136,10 +135,10 @@ async def _form_submission(request: Request, settings: GatewaySettings) -> Submi
     dependencies=[CATALOG_KEY],
 )
 async def put(state: State, product_id: ProductId, request: Request) -> PutProductResponse:
-    content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if content_type == "application/json" or content_type.endswith("+json"):
+    kind = body_kind(request)
+    if kind == "json":
         submission = await _json_submission(request, state.settings)
-    elif content_type in FORM_TYPES:
+    elif kind == "form":
         submission = await _form_submission(request, state.settings)
     else:
         raise ApiError(415, "unsupported_media_type", "send application/json or multipart/form-data")

@@ -18,7 +18,7 @@ from starlette.datastructures import UploadFile as FormFile
 
 from services.common.catalog import MAX_URL_CHARS
 from services.gateway.auth.deps import CATALOG_KEY, SEARCH_KEY
-from services.gateway.bodies import read_json
+from services.gateway.bodies import body_kind, read_json
 from services.gateway.deps import GatewayState, State
 from services.gateway.errors import ApiError, error_responses
 from services.gateway.metrics import StageTimer
@@ -30,6 +30,7 @@ from services.gateway.video.frames import Frame, frame_at
 from services.gateway.video.indexing import VideoIndexer, search_frame
 from services.gateway.video.schemas import (
     REGISTER_BODY,
+    VIDEO_URL_HELP,
     FrameSearchResponse,
     VideoRegistered,
     VideoShopResponse,
@@ -37,8 +38,6 @@ from services.gateway.video.schemas import (
 )
 from services.gateway.video.source import api_error, fetch_video, save_upload, suffix_of
 from services.gateway.video.store import VideoStore
-
-FORM_TYPES = frozenset({"multipart/form-data", "application/x-www-form-urlencoded"})
 
 
 @asynccontextmanager
@@ -88,9 +87,7 @@ async def shop_frame(
     query: SearchOptions,
     t: Annotated[float, Form(ge=0, allow_inf_nan=False, description="seconds from the start")],
     video: Annotated[UploadFile | None, File(description="the video; any format FFmpeg reads")] = None,
-    video_url: Annotated[
-        str | None, Form(max_length=MAX_URL_CHARS, description="http(s) URL or a /media/... path")
-    ] = None,
+    video_url: Annotated[str | None, Form(max_length=MAX_URL_CHARS, description=VIDEO_URL_HELP)] = None,
 ) -> FrameSearchResponse:
     timer = StageTimer()
     video_url = video_url or None  # an HTML form sends an empty field for "not given"
@@ -114,13 +111,13 @@ async def _local_video(
 
 
 async def _register_source(request: Request) -> tuple[FormFile | None, str | None]:
-    content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if content_type in FORM_TYPES:
+    kind = body_kind(request)
+    if kind == "form":
         form = await request.form()
         upload, url = form.get("video"), form.get("video_url") or None
         if upload is not None and not isinstance(upload, FormFile):
             raise ApiError(422, "invalid_argument", "`video` must be a file upload")
-    elif content_type == "application/json" or content_type.endswith("+json"):
+    elif kind == "json":
         body = await read_json(request)
         upload, url = None, body.get("video_url") if isinstance(body, dict) else None
     else:

@@ -7,7 +7,8 @@ from pydantic import BaseModel, Field
 from services.common.catalog import MAX_URL_CHARS
 from services.gateway.schemas import SearchResponse
 
-_VIDEO_URL = {"type": "string", "maxLength": MAX_URL_CHARS, "description": "http(s) URL or a /media/... path"}
+VIDEO_URL_HELP = "http(s) URL or a /media/... path"
+_VIDEO_URL = {"type": "string", "maxLength": MAX_URL_CHARS, "description": VIDEO_URL_HELP}
 # POST /v1/videos reads its body itself (a form, or JSON for a URL): this is what it accepts.
 REGISTER_BODY: dict[str, Any] = {
     "requestBody": {
